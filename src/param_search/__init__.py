@@ -1,0 +1,28 @@
+"""param_search: parameter sweeps on compute clusters.
+
+Define a space of parameters, fill a job-script template per point, submit one job per
+point to Slurm or your own machine, come back later to check, resubmit and collect.
+
+>>> import param_search as ps
+>>> space = ps.ParamSpace(lr=[0.1, 0.01], depth=range(3))
+>>> len(space)
+6
+"""
+from .api import cancel, load, resubmit, status, submit, wait
+from .errors import (CommandError, ConflictError, ExperimentError, MetricsError, ParamSearchError,
+                     ParamSpaceError, QueueError, TemplateError)
+from .metrics import metrics
+from .plot import plot
+from .queues.base import Queue
+from .queues.local import LocalQueue
+from .queues.slurm import SlurmQueue
+from .space import Params, ParamSpace
+from .states import JobState
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
+    "plot", "Queue", "LocalQueue", "SlurmQueue", "JobState", "ParamSearchError", "ParamSpaceError",
+    "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
+]

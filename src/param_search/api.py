@@ -1,0 +1,330 @@
+"""The public functions: submit, load, status, wait, resubmit, cancel."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from .errors import ConflictError, ParamSearchError
+from .experiment import Experiment, Record, conflict_message, new_record, script_digest
+from .queues.base import Queue, make_queue, queue_for
+from .queues.local import LocalQueue, LocalRunner, owner_alive
+from .render import RenderedJob, render_jobs
+from .states import ACTIVE_STATES, FINAL_STATES, RESUBMIT_STATES, JobState
+from .table import jobs_table, work_dir_of
+from .tracking import refresh
+
+JobsLike = "pd.DataFrame | str | os.PathLike"
+
+
+def submit(
+    template: str,
+    name: str,
+    param_space: Iterable,
+    use: "str | Queue" = "local",
+    work_dir: "str | os.PathLike" = ".",
+    *,
+    wait: bool | None = None,
+    replace: bool = False,
+    retry_failed: bool = True,
+    max_attempts: int | None = None,
+    progress: bool = True,
+    **queue_options: Any,
+) -> pd.DataFrame:
+    """Set up and submit one job per point of ``param_space``; return the jobs table.
+
+    Idempotent: jobs already pending, running or completed in ``work_dir`` are not sent
+    again; new points are; failed ones are retried (``retry_failed``).
+
+    Args:
+        template: the job script, a format string (see :mod:`param_search.render`).
+        name: the job name format, e.g. ``'job_{lr}_{hash}'``.
+        param_space: a ParamSpace, or any iterable of dicts.
+        use: 'local', 'slurm', or a Queue instance.
+        work_dir: the experiment folder (made if needed).
+        wait: block until every job ended (default: True for the local queue only).
+        replace: overwrite jobs whose params or script changed (otherwise an error).
+        retry_failed: send jobs that ended FAILED, TIMEOUT, ... again.
+        max_attempts: never send a job more than this many times.
+        progress: show a progress bar while waiting.
+        **queue_options: options of the queue, e.g. ``workers=4`` or ``partition='gpu'``.
+    """
+    queue = make_queue(use, **queue_options)
+    jobs = _unique_points(render_jobs(template, name, param_space, work_dir))
+    exp = Experiment.create(work_dir)
+    with exp.lock():
+        records = exp.load_records()
+        known = [records[j.job_name] for j in jobs if j.job_name in records]
+        _reconcile(exp, known)
+        refresh(exp, known)
+        plan = _plan(exp, records, jobs, replace, retry_failed, max_attempts)
+        _print_plan(plan, queue)
+        _setup(exp, records, plan)
+        send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"]
+        _send(exp, queue, records, send)
+    if wait if wait is not None else isinstance(queue, LocalQueue):
+        return globals()["wait"](exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
+                                 workers=getattr(queue, "workers", None))
+    return jobs_table(exp, [records[j.job_name] for j in jobs])
+
+
+def _unique_points(jobs: list[RenderedJob]) -> list[RenderedJob]:
+    unique = list({j.job_name: j for j in reversed(jobs)}.values())[::-1]
+    if len(unique) < len(jobs):
+        warnings.warn(f"the parameter space repeats {len(jobs) - len(unique)} points; "
+                      "each distinct point is one job", stacklevel=3)
+    return unique
+
+
+def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], replace: bool,
+          retry_failed: bool, max_attempts: int | None) -> dict[str, list]:
+    """Sort the space's jobs by what submit must do with each."""
+    plan: dict[str, list] = {k: [] for k in ("new", "unsent", "active", "completed", "retry",
+                                             "failed", "changed")}
+    for job in jobs:
+        record = records.get(job.job_name)
+        if record is None:
+            plan["new"].append(job)
+        elif record["hash"] != job.hash or record["script_hash"] != script_digest(job.script):
+            if not replace or record["state"] in ACTIVE_STATES:
+                raise ConflictError(conflict_message(exp, job.job_name) + (
+                    "; it is still queued or running: ps.cancel it first" if replace else ""))
+            plan["changed"].append(job)
+        elif record["state"] == JobState.NEW.value:
+            plan["unsent"].append(job)
+        elif record["state"] in ACTIVE_STATES:
+            plan["active"].append(job)
+        elif record["state"] == JobState.COMPLETED.value:
+            plan["completed"].append(job)
+        elif retry_failed and (max_attempts is None or record["attempt"] < max_attempts):
+            plan["retry"].append(job)
+        else:
+            plan["failed"].append(job)
+    return plan
+
+
+def _print_plan(plan: dict[str, list], queue: Queue) -> None:
+    parts = [f"{len(plan['new']) + len(plan['unsent'])} new",
+             f"{len(plan['active'])} already queued or running",
+             f"{len(plan['completed'])} completed",
+             f"{len(plan['retry'])} failed to retry",
+             f"{len(plan['failed'])} failed, not retried"]
+    if plan["changed"]:
+        parts.append(f"{len(plan['changed'])} changed, replaced")
+    print(f"param_search: {', '.join(parts)} (queue: {queue.name})", file=sys.stderr)
+
+
+def _setup(exp: Experiment, records: dict[str, Record], plan: dict[str, list]) -> None:
+    """Write the folders of new and changed jobs and add them to the index."""
+    for job in plan["new"]:
+        if job.job_name in records:
+            continue
+        exp.setup_job(job)
+        records[job.job_name] = new_record(job)
+    for job in plan["changed"]:
+        exp.replace_job(job)
+        old = records[job.job_name]
+        records[job.job_name] = {**new_record(job), "attempt": old["attempt"]}
+
+
+def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[RenderedJob]) -> None:
+    """Hand jobs to the queue, recording the intent before and the outcome after."""
+    batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}"
+    sending = [records[j.job_name] for j in jobs]
+    now = time.time()
+    for record in sending:
+        record.update(state=JobState.SUBMITTING.value, attempt=record["attempt"] + 1,
+                      queue=queue.name, batch=batch, job_id=None, owner=None, submitted=now,
+                      exit_code=None, signal=None, started=None, ended=None, node=None,
+                      error=None, stdout=None, stderr=None, reason=None)
+    exp.save_records(records)
+    if not sending:
+        return
+    try:
+        scripts = [j.script for j in jobs] if all(j.script for j in jobs) else None
+        queue.submit(exp, sending, scripts)
+    finally:
+        for record in sending:
+            if record["state"] == JobState.SUBMITTING.value:   # refused: never sent
+                record.update(state=JobState.NEW.value, attempt=record["attempt"] - 1,
+                              queue=None, batch=None, submitted=None)
+        exp.save_records(records)
+
+
+def load(work_dir: "str | os.PathLike") -> pd.DataFrame:
+    """The jobs table of the experiment in ``work_dir``, as last recorded (no scheduler calls)."""
+    exp = Experiment.open(work_dir)
+    return jobs_table(exp, exp.load_records().values())
+
+
+def _open(jobs: JobsLike) -> tuple[Experiment, list[str] | None]:
+    """The experiment behind a jobs table or work_dir, and the job names it covers."""
+    if isinstance(jobs, pd.DataFrame):
+        names = list(jobs["job_name"]) if "job_name" in jobs else None
+        return Experiment.open(work_dir_of(jobs)), names
+    return Experiment.open(jobs), None
+
+
+def _select(records: dict[str, Record], names: list[str] | None) -> list[Record]:
+    if names is None:
+        return list(records.values())
+    missing = [n for n in names if n not in records]
+    if missing:
+        raise ParamSearchError(f"job {missing[0]!r} is not in this experiment's index")
+    return [records[n] for n in names]
+
+
+def status(jobs: JobsLike) -> pd.DataFrame:
+    """The jobs table refreshed from the job folders and the queues (batched queries)."""
+    exp, names = _open(jobs)
+    with exp.lock():
+        records = exp.load_records()
+        chosen = _select(records, names)
+        _reconcile(exp, chosen)
+        if refresh(exp, chosen):
+            exp.save_records(records)
+    return jobs_table(exp, chosen)
+
+
+def _reconcile(exp: Experiment, records: list[Record]) -> None:
+    """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
+    stuck = [r for r in records if r["state"] == JobState.SUBMITTING.value]
+    for name in {r["queue"] for r in stuck}:
+        group = [r for r in stuck if r["queue"] == name]
+        queue_for(name).reconcile(exp, group)
+    for record in stuck:
+        if record["state"] == JobState.SUBMITTING.value:
+            record.update(state=JobState.NEW.value, attempt=record["attempt"] - 1, queue=None,
+                          batch=None, submitted=None)
+
+
+def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] | None = None,
+         progress: bool = True, workers: int | None = None, poll_interval: float = 1.0,
+         max_interval: float = 30.0) -> pd.DataFrame:
+    """Block until every job is final; return the refreshed table.
+
+    Local jobs that no process is running are run here (``workers`` at a time). Other
+    queues are polled with exponential backoff from ``poll_interval`` to ``max_interval``.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first.
+    """
+    exp, table_names = _open(jobs)
+    names = list(names) if names is not None else table_names
+    deadline = None if timeout is None else time.monotonic() + timeout
+    _run_local(exp, names, workers, progress)
+    table = status(exp.work_dir) if names is None else status(_names_frame(exp, names))
+    bar, interval = None, poll_interval
+    try:
+        while not table["job_state"].isin(FINAL_STATES).all():
+            bar = bar or _wait_bar(len(table), progress)
+            _show(bar, table)
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise TimeoutError(f"jobs still not finished after {timeout} s: "
+                                   f"{dict(Counter(table['job_state']))}")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)
+            _run_local(exp, names, workers, progress)
+            table = status(_names_frame(exp, list(table["job_name"])))
+        if bar is not None:
+            _show(bar, table)
+    finally:
+        if bar is not None:
+            bar.close()
+    return table
+
+
+def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({"job_name": names})
+    frame.attrs["work_dir"] = exp.work_dir
+    return frame
+
+
+def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool) -> None:
+    records = exp.load_records()
+    chosen = _select(records, names)
+    if any(r["queue"] == "local" and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
+           for r in chosen):
+        LocalRunner(exp, workers or LocalQueue().workers, progress).run(
+            None if names is None else set(names))
+
+
+def _wait_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="final", unit="job")
+
+
+def _show(bar, table: pd.DataFrame) -> None:
+    counts = Counter(table["job_state"])
+    done = sum(n for s, n in counts.items() if s in FINAL_STATES)
+    bar.update(done - bar.n)
+    bar.set_postfix({"completed": counts.get("COMPLETED", 0),
+                     "failed": done - counts.get("COMPLETED", 0),
+                     "running": counts.get("RUNNING", 0), "pending": counts.get("PENDING", 0)})
+
+
+def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "str | Queue | None" = None,
+             max_attempts: int | None = None, wait: bool | None = None, progress: bool = True,
+             **queue_options: Any) -> pd.DataFrame:
+    """Send again the jobs that ended in one of ``states``; return the table of the jobs given.
+
+    Each attempt keeps its own logs (``job.<attempt>.out/err``). Jobs still pending or
+    running are never sent again: asking for them is an error.
+    """
+    states = [str(s) for s in states]
+    bad = [s for s in states if s not in FINAL_STATES]
+    if bad:
+        raise ParamSearchError(f"cannot resubmit jobs in state {bad[0]}: only final states "
+                               f"({', '.join(sorted(FINAL_STATES))}) can be resubmitted")
+    exp, names = _open(jobs)
+    with exp.lock():
+        records = exp.load_records()
+        chosen = _select(records, names)
+        _reconcile(exp, chosen)
+        refresh(exp, chosen)
+        send = [r for r in chosen if r["state"] in states
+                and (max_attempts is None or r["attempt"] < max_attempts)]
+        queue = make_queue(use or _common_queue(send), **queue_options) if send else None
+        print(f"param_search: resubmitting {len(send)} of {len(chosen)} jobs", file=sys.stderr)
+        if queue is not None:
+            _send(exp, queue, records, [_as_job(r) for r in send])
+        exp.save_records(records)
+    chosen_names = [r["job_name"] for r in chosen]
+    if queue is not None and (wait if wait is not None else isinstance(queue, LocalQueue)):
+        return globals()["wait"](exp.work_dir, names=chosen_names, progress=progress)
+    return jobs_table(exp, [records[n] for n in chosen_names])
+
+
+def _common_queue(records: list[Record]) -> str:
+    return Counter(r["queue"] or "local" for r in records).most_common(1)[0][0]
+
+
+def _as_job(record: Record) -> RenderedJob:
+    return RenderedJob(record["job_name"], record["hash"], record["params"], "")
+
+
+def cancel(jobs: JobsLike) -> pd.DataFrame:
+    """Cancel the pending and running jobs among ``jobs`` (a table, rows of it, or a work_dir)."""
+    exp, names = _open(jobs)
+    with exp.lock():
+        records = exp.load_records()
+        chosen = _select(records, names)
+        _reconcile(exp, chosen)
+        refresh(exp, chosen)
+        active = [r for r in chosen if r["state"] in ACTIVE_STATES]
+        for name in {r["queue"] for r in active}:
+            queue_for(name).cancel(exp, [r for r in active if r["queue"] == name])
+        refresh(exp, active)
+        for record in active:
+            if record["state"] in FINAL_STATES and record["error"] is None:
+                from .tracking import finalize
+                finalize(exp, record)
+        exp.save_records(records)
+    return jobs_table(exp, chosen)

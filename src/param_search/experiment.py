@@ -1,0 +1,296 @@
+"""An experiment is a directory: its jobs' folders plus ``.param_search/`` with the index.
+
+Layout::
+
+    work_dir/
+      .param_search/experiment.json   token and format version
+      .param_search/index.json        every job's record (atomically replaced, never appended)
+      .param_search/lock              POSIX lock serializing writers
+      .param_search/wrapper.sh        runs every job attempt (see wrapper.sh)
+      <job_name>/params.json          the job's identity: params + hash (source of truth)
+      <job_name>/job.sh               the rendered script
+      <job_name>/job.<N>.{start,out,err,exit}   attempt N, written by the wrapper
+
+Why JSON replaced by rename: ``os.replace`` is atomic on local filesystems and on NFS and
+Lustre (the server renames), so a reader on any node sees the old or the new index, never a
+mix; a crash mid-write leaves a stray temp file and the old index. Writers serialize on a
+``fcntl.lockf`` lock, which NFSv3 (lockd) and NFSv4 honour across clients and Lustre honours
+when mounted with ``-o flock``; where locks are unsupported the lock call fails loudly.
+The job folders stay the source of truth: a lost or corrupt index is rebuilt from them.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from .errors import ConflictError, ExperimentError
+from .render import STATE_DIR_NAME, RenderedJob, params_hash
+from .states import JobState
+
+INDEX_VERSION = 1
+Record = dict[str, Any]
+
+
+def new_record(job: RenderedJob) -> Record:
+    """The index record of a job just set up and never submitted."""
+    return {
+        "job_name": job.job_name, "hash": job.hash, "params": job.params,
+        "script_hash": script_digest(job.script), "mode": script_mode(job.script),
+        "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None,
+        "state": JobState.NEW.value, "exit_code": None, "signal": None,
+        "submitted": None, "started": None, "ended": None, "node": None, "reason": None,
+        "error": None, "stdout": None, "stderr": None,
+    }
+
+
+def script_digest(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()[:16]
+
+
+def script_mode(script: str) -> str:
+    """How the wrapper runs a script: ``exec`` by its own #! unless that is a shell."""
+    if not script.startswith("#!"):
+        return "source"
+    interpreter = script[2:].split("\n", 1)[0].strip()
+    shells = ("/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "/usr/bin/env bash", "/usr/bin/env sh")
+    return "source" if interpreter.split(" -")[0].strip() in shells else "exec"
+
+
+class Experiment:
+    """The on-disk state of one sweep (see the module docstring for the layout)."""
+
+    def __init__(self, work_dir: str | os.PathLike):
+        self.work_dir = os.path.abspath(os.fspath(work_dir))
+        self.state_dir = os.path.join(self.work_dir, STATE_DIR_NAME)
+        self.index_path = os.path.join(self.state_dir, "index.json")
+        self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
+        self._cache: tuple | None = None
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, work_dir: str | os.PathLike) -> "Experiment":
+        """Open the experiment in ``work_dir``, making it if needed."""
+        exp = cls(work_dir)
+        if not os.path.isdir(exp.state_dir):
+            os.makedirs(exp.work_dir, exist_ok=True)
+            tmp = f"{exp.state_dir}.tmp-{secrets.token_hex(4)}"
+            os.makedirs(os.path.join(tmp, "batches"))
+            _write_json(os.path.join(tmp, "experiment.json"),
+                        {"version": INDEX_VERSION, "token": secrets.token_hex(4), "created": time.time()})
+            with contextlib.suppress(FileExistsError, OSError):
+                os.rename(tmp, exp.state_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+        exp._install_wrapper()
+        return exp
+
+    @classmethod
+    def open(cls, work_dir: str | os.PathLike) -> "Experiment":
+        """Open an existing experiment; raise if ``work_dir`` is none."""
+        exp = cls(work_dir)
+        if not os.path.isfile(os.path.join(exp.state_dir, "experiment.json")):
+            raise ExperimentError(
+                f"{exp.work_dir!r} is not a param_search experiment (it has no {STATE_DIR_NAME}/ "
+                "folder); pass the work_dir that ps.submit was given"
+            )
+        exp._install_wrapper()
+        return exp
+
+    def _install_wrapper(self) -> None:
+        text = resources.files(__package__).joinpath("wrapper.sh").read_text()
+        try:
+            with open(self.wrapper) as f:
+                if f.read() == text:
+                    return
+        except FileNotFoundError:
+            pass
+        _atomic_write(self.wrapper, text, mode=0o755)
+
+    @property
+    def token(self) -> str:
+        """A random id of this experiment, used to tag its jobs in a scheduler."""
+        with open(os.path.join(self.state_dir, "experiment.json")) as f:
+            return json.load(f)["token"]
+
+    def job_dir(self, job_name: str) -> str:
+        return os.path.join(self.work_dir, job_name)
+
+    def attempt_path(self, record: Record, suffix: str, attempt: int | None = None) -> str:
+        """Path of an attempt's file: ``start``, ``out``, ``err`` or ``exit``."""
+        n = record["attempt"] if attempt is None else attempt
+        return os.path.join(self.work_dir, record["job_name"], f"job.{n}.{suffix}")
+
+    # -- locking -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the experiment's writer lock (re-entrant within one process)."""
+        if self._lock_depth == 0:
+            fd = os.open(os.path.join(self.state_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                    raise ExperimentError(
+                        f"the filesystem of {self.work_dir!r} does not support file locks; "
+                        "use a work_dir on a local disk, NFS with lockd, or Lustre mounted with flock"
+                    ) from exc
+                raise
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                os.close(self._lock_fd)  # closing releases the lock
+                self._lock_fd = None
+
+    # -- the index ---------------------------------------------------------------------
+    def load_records(self) -> dict[str, Record]:
+        """All job records by name, from the index, rebuilt from job folders if it is lost."""
+        try:
+            st = os.stat(self.index_path)
+        except FileNotFoundError:
+            return self._rebuild_if_jobs("is missing")
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cache and self._cache[0] == key:
+            return {name: dict(r) for name, r in self._cache[1].items()}
+        try:
+            with open(self.index_path, "rb") as f:
+                data = json.loads(f.read())
+            records = {r["job_name"]: r for r in data["jobs"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._rebuild_if_jobs(f"is unreadable ({exc})")
+        self._cache = (key, records)
+        return {name: dict(r) for name, r in records.items()}
+
+    def save_records(self, records: dict[str, Record]) -> None:
+        """Atomically replace the index with ``records``."""
+        data = {"version": INDEX_VERSION, "jobs": list(records.values())}
+        text = json.dumps(data, separators=(",", ":"))
+        _atomic_write(self.index_path, text)
+        st = os.stat(self.index_path)
+        self._cache = ((st.st_ino, st.st_mtime_ns, st.st_size), {n: dict(r) for n, r in records.items()})
+
+    def update(self, changed: list[Record]) -> dict[str, Record]:
+        """Write ``changed`` records into the index under the lock; return the new index."""
+        with self.lock():
+            records = self.load_records()
+            for record in changed:
+                records[record["job_name"]] = record
+            self.save_records(records)
+        return records
+
+    def _rebuild_if_jobs(self, why: str) -> dict[str, Record]:
+        records = self.rebuild()
+        if records:
+            warnings.warn(
+                f"the index of experiment {self.work_dir!r} {why}; rebuilt it from "
+                f"{len(records)} job folders (scheduler ids of jobs not yet started are lost)",
+                stacklevel=3,
+            )
+            with self.lock():
+                self.save_records(records)
+        return records
+
+    def rebuild(self) -> dict[str, Record]:
+        """Records derived from the job folders alone (``params.json`` + wrapper files)."""
+        records = {}
+        for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
+            if entry.is_dir() and not entry.name.startswith(".") and os.path.isfile(
+                os.path.join(entry.path, "params.json")
+            ):
+                records[entry.name] = self.record_from_dir(entry.name)
+        return records
+
+    def record_from_dir(self, job_name: str) -> Record:
+        """Rebuild one job's record from its folder, checking its identity."""
+        job_dir = self.job_dir(job_name)
+        with open(os.path.join(job_dir, "params.json")) as f:
+            meta = json.load(f)
+        if params_hash(meta["params"]) != meta["hash"]:
+            raise ExperimentError(
+                f"{job_dir}/params.json does not match its hash: the file was edited; "
+                "restore it or remove the job folder"
+            )
+        with open(os.path.join(job_dir, "job.sh")) as f:
+            script = f.read()
+        record = new_record(RenderedJob(job_name, meta["hash"], meta["params"], script))
+        attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
+                    if n.startswith("job.") and n.endswith(".start") and n.split(".")[1].isdigit()]
+        if attempts:
+            record.update(attempt=max(attempts), queue=meta.get("queue"), state=JobState.UNKNOWN.value)
+        return record
+
+    # -- job folders -------------------------------------------------------------------
+    def setup_job(self, job: RenderedJob) -> None:
+        """Write a job's folder (params.json + job.sh) atomically: all of it or nothing."""
+        final = self.job_dir(job.job_name)
+        tmp = os.path.join(self.work_dir, f".{job.job_name[:200]}.tmp-{secrets.token_hex(3)}")
+        os.mkdir(tmp)
+        _write(os.path.join(tmp, "params.json"),
+               json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
+                          sort_keys=True, indent=1))
+        _write(os.path.join(tmp, "job.sh"), job.script, mode=0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                self._check_existing(job)
+            else:
+                raise
+
+    def replace_job(self, job: RenderedJob) -> None:
+        """Overwrite an existing job's params.json and script (``replace=True``)."""
+        job_dir = self.job_dir(job.job_name)
+        _atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
+        _atomic_write(os.path.join(job_dir, "params.json"),
+                      json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
+                                 sort_keys=True, indent=1))
+
+    def _check_existing(self, job: RenderedJob) -> None:
+        existing = self.record_from_dir(job.job_name)
+        if existing["hash"] != job.hash or existing["script_hash"] != script_digest(job.script):
+            raise ConflictError(conflict_message(self, job.job_name))
+
+
+def conflict_message(exp: Experiment, job_name: str) -> str:
+    return (
+        f"job {job_name!r} already exists in {exp.work_dir!r} with different parameters or a "
+        "different script; use a new work_dir for the changed sweep, or pass replace=True to "
+        "overwrite the jobs that changed (their old results are then stale)"
+    )
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: str, data: Any) -> None:
+    _write(path, json.dumps(data, indent=1))

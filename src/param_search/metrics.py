@@ -1,0 +1,138 @@
+"""Reading every job's metrics files into one table."""
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+
+import pandas as pd
+
+from .errors import MetricsError
+from .experiment import Experiment
+from .table import work_dir_of
+
+DEFAULT_PATTERN = "{job_name}.metrics"
+
+
+def metrics(jobs: pd.DataFrame, pattern: str = DEFAULT_PATTERN, sep: str | None = None) -> pd.DataFrame:
+    """Read each job's metrics file(s) into one table joined with the params and job_name.
+
+    A metrics file is a header line of column names and one or more rows (e.g. one per
+    epoch), whitespace separated, or comma separated if the file ends in ``.csv``.
+    Cells that do not parse as numbers become NaN in numeric columns. A missing, empty
+    or unparsable file does not stop the others: those jobs are named in a warning.
+
+    Args:
+        jobs: the jobs table (from ps.submit, ps.status or ps.load) or some of its rows.
+        pattern: file name inside each job folder, formatted with ``job_name``, ``hash``
+            and the params; may contain glob wildcards (all matches are read, in order).
+        sep: column separator; default whitespace (``,`` for ``.csv`` files).
+    """
+    param_names = _param_columns(jobs)
+    work_dir = work_dir_of(jobs)
+    reader = _Reader(sep)
+    problems: list[str] = []
+    params_rows = jobs[param_names].to_dict("records") if param_names else [{}] * len(jobs)
+    for job_name, params in zip(jobs["job_name"], params_rows):
+        job_dir = os.path.join(work_dir, job_name)
+        for path in _paths(job_dir, pattern, job_name, params, problems):
+            reader.read(path, job_name, params, problems)
+    if problems:
+        _warn(problems, len(jobs))
+    if not reader.n_rows and len(jobs):
+        raise MetricsError(f"no metrics could be read for any of the {len(jobs)} jobs: "
+                           f"{problems[0]}; check the pattern ({pattern!r})")
+    return reader.table(param_names)
+
+
+def _param_columns(jobs: pd.DataFrame) -> list[str]:
+    from .table import JOB_COLUMNS
+
+    return [c for c in jobs.columns if c not in JOB_COLUMNS]
+
+
+def _paths(job_dir: str, pattern: str, job_name: str, params: dict, problems: list[str]) -> list[str]:
+    name = pattern.format(job_name=job_name, **params) if "{" in pattern else pattern
+    path = os.path.join(job_dir, name)
+    if glob.has_magic(name):
+        found = sorted(glob.glob(path))
+        if not found:
+            problems.append(f"{job_name} (no file matches {name!r})")
+        return found
+    return [path]
+
+
+class _Reader:
+    """Accumulates metrics rows column-wise (fast: no DataFrame per file)."""
+
+    def __init__(self, sep: str | None):
+        self.sep = sep
+        self.header: list[str] | None = None
+        self.columns: dict[str, list] = {}
+        self.params: list[dict] = []
+        self.job_names: list[str] = []
+        self.n_rows = 0
+
+    def read(self, path: str, job_name: str, params: dict, problems: list[str]) -> None:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            problems.append(f"{job_name} (no file {os.path.basename(path)})")
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{job_name} ({os.path.basename(path)}: {exc})")
+            return
+        sep = self.sep if self.sep is not None else ("," if path.endswith(".csv") else None)
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if len(lines) < 2:
+            problems.append(f"{job_name} ({os.path.basename(path)} is empty or has no data rows)")
+            return
+        header = [h.strip() for h in lines[0].split(sep)]
+        if header != self.header:
+            self._use_header(header)
+        width = len(header)
+        for line in lines[1:]:
+            cells = line.split(sep)
+            if len(cells) > width:
+                problems.append(f"{job_name} ({os.path.basename(path)}: a row has more cells than the header)")
+                cells = cells[:width]
+            for i, column in enumerate(self._order):
+                column.append(cells[i] if i < len(cells) else None)
+            self.params.append(params)
+            self.job_names.append(job_name)
+            self.n_rows += 1
+
+    def _use_header(self, header: list[str]) -> None:
+        for name in header:
+            if name not in self.columns:
+                self.columns[name] = [None] * self.n_rows
+        self.header = header
+        self._order = [self.columns[name] for name in header]
+        self._missing = [c for name, c in self.columns.items() if name not in header]
+
+    def table(self, param_names: list[str]) -> pd.DataFrame:
+        for column in self.columns.values():
+            column.extend([None] * (self.n_rows - len(column)))
+        data = {name: [p[name] for p in self.params] for name in param_names}
+        data["job_name"] = self.job_names
+        for name, values in self.columns.items():
+            key = name if name not in data else f"{name}_metric"
+            data[key] = _parse_column(values)
+        frame = pd.DataFrame(data)
+        frame.attrs["params"] = list(param_names)
+        return frame
+
+
+def _parse_column(values: list) -> pd.Series:
+    """Numbers where any cell is a number (the rest NaN); text columns stay text."""
+    raw = pd.Series(values, dtype=object)
+    numbers = pd.to_numeric(raw, errors="coerce")
+    if numbers.notna().any() or raw.isna().all():
+        return numbers.astype("float64") if numbers.dtype == object else numbers
+    return raw
+
+
+def _warn(problems: list[str], n_jobs: int) -> None:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    warnings.warn(f"metrics not read for {len(problems)} of {n_jobs} jobs: {shown}", stacklevel=3)

@@ -1,0 +1,81 @@
+"""The contract every queue (scheduler backend) implements."""
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ParamSearchError
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment, Record
+
+
+class Queue(ABC):
+    """A place jobs run. Subclasses set ``name`` and implement the four methods.
+
+    Records are the experiment index's dicts; methods update them in place. The wrapper's
+    files in each job folder are read by the caller first, so a queue only reports what
+    the scheduler knows (pending reasons, ids, and verdicts such as TIMEOUT).
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
+        """Hand records (state SUBMITTING, attempt set) to the scheduler; set job_id and PENDING.
+
+        ``scripts`` are the records' rendered scripts when the caller has them at hand
+        (else a queue that needs them reads ``job.sh``). Raises on refusal; records the scheduler accepted before the refusal must be updated.
+        """
+
+    @abstractmethod
+    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
+        """For records left SUBMITTING by a dead controller, find them in the scheduler.
+
+        Found ones get their job_id and PENDING; the rest stay SUBMITTING (to be sent again).
+        """
+
+    @abstractmethod
+    def poll(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Refresh active records from the scheduler, in as few calls as possible."""
+
+    @abstractmethod
+    def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Cancel pending and running records."""
+
+    def describe(self) -> dict[str, Any]:
+        """Options needed to poll and cancel this queue's jobs from another process."""
+        return {}
+
+
+def make_queue(use: "str | Queue", **options: Any) -> Queue:
+    """The queue for ``use`` ('local', 'slurm', ... or a Queue instance)."""
+    from . import local, slurm
+
+    if isinstance(use, Queue):
+        if options:
+            raise ParamSearchError(
+                f"options {sorted(options)} were given with a {type(use).__name__} instance; "
+                "pass them to its constructor instead"
+            )
+        return use
+    classes = {"local": local.LocalQueue, "slurm": slurm.SlurmQueue}
+    try:
+        cls = classes[str(use).lower()]
+    except KeyError:
+        raise ParamSearchError(
+            f"unknown queue {use!r}; use one of {', '.join(sorted(classes))} or a Queue instance"
+        ) from None
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ParamSearchError(
+            f"unknown option {unknown[0]!r} for use={use!r}; valid options: {', '.join(valid)}"
+        )
+    return cls(**options)
+
+
+def queue_for(name: str) -> Queue:
+    """A queue able to poll and cancel jobs that were submitted to ``name``."""
+    return make_queue(name)
