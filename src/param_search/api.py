@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -56,7 +55,7 @@ def submit(
         **queue_options: options of the queue, e.g. ``workers=4`` or ``partition='gpu'``.
     """
     queue = make_queue(use, **queue_options)
-    jobs = _unique_points(render_jobs(template, name, param_space, work_dir))
+    jobs = render_jobs(template, name, param_space, work_dir)
     exp = Experiment.create(work_dir)
     with exp.lock():
         records = exp.load_records()
@@ -72,14 +71,6 @@ def submit(
         return globals()["wait"](exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
                                  workers=getattr(queue, "workers", None))
     return jobs_table(exp, [records[j.job_name] for j in jobs])
-
-
-def _unique_points(jobs: list[RenderedJob]) -> list[RenderedJob]:
-    unique = list({j.job_name: j for j in reversed(jobs)}.values())[::-1]
-    if len(unique) < len(jobs):
-        warnings.warn(f"the parameter space repeats {len(jobs) - len(unique)} points; "
-                      "each distinct point is one job", stacklevel=3)
-    return unique
 
 
 def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], replace: bool,

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import string
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -153,8 +154,7 @@ def render_jobs(template: str, name: str, param_space: Iterable[Mapping], work_d
         if checked_keys != list(params):
             checked_keys = _check_param_keys(params, name_t, script_t)
         jobs.append(_render_one(params, name_t, script_t, work_dir))
-    _check_unique_names(jobs)
-    return jobs
+    return _unique(jobs)
 
 
 def _check_param_keys(params: dict, name_t: Template, script_t: Template) -> list:
@@ -197,17 +197,20 @@ def check_job_name(job_name: str, params: Mapping | None = None) -> None:
         )
 
 
-def _check_unique_names(jobs: list[RenderedJob]) -> None:
+def _unique(jobs: list[RenderedJob]) -> list[RenderedJob]:
+    """Drop repeated points (same params: one job); raise if distinct points share a name."""
     seen: dict[str, RenderedJob] = {}
+    unique = []
     for job in jobs:
         other = seen.setdefault(job.job_name, job)
-        if other is not job:
-            if other.hash == job.hash:
-                raise TemplateError(
-                    f"the parameter space yields the point {job.params!r} twice; "
-                    "remove the duplicate values"
-                )
+        if other is job:
+            unique.append(job)
+        elif other.hash != job.hash:
             raise TemplateError(
                 f"job name {job.job_name!r} is shared by parameters {other.params!r} and "
                 f"{job.params!r}; add the differing parameters or {{hash}} to the name format"
             )
+    if len(unique) < len(jobs):
+        warnings.warn(f"the parameter space repeats {len(jobs) - len(unique)} points; "
+                      "each distinct point is one job", stacklevel=3)
+    return unique

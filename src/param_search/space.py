@@ -51,6 +51,9 @@ _TABLE_ROWS = 1024
 
 _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mapping)
 
+_Radix = tuple[tuple[Sequence[Any], int, int], ...]  # (values, stride, size) per name
+_Tables = tuple[tuple[list[dict[str, Any]], int, int], ...]  # (sub-points, stride, size)
+
 
 # --------------------------------------------------------------------------- Params
 
@@ -338,6 +341,7 @@ class ParamSpace(OrderedDict):
         self._keys = tuple(k for k, _ in items)
         self._values = tuple(values)
         self._radix = tuple(zip(values, strides, sizes))
+        self._tables: _Tables | None = None  # built on first use, see _get_tables
         self._size = stride
         self._dist_keys = tuple(k for k, v in items if _is_distribution(v))
 
@@ -394,6 +398,9 @@ class ParamSpace(OrderedDict):
 
     def __iter__(self) -> Iterator[Params]:
         self._check_enumerable()
+        tables = self._get_tables()
+        if tables:
+            return _iter_tables(tables)
         return map(Params, map(zip, repeat(self._keys), product(*self._values)))
 
     def __getitem__(self, key: Any) -> Any:
@@ -430,32 +437,22 @@ class ParamSpace(OrderedDict):
         The first call builds a decoder specialised for this grid and stores
         it on the instance as ``_point``, shadowing this method.
         """
-        decoder = _make_decoder(self._keys, self._radix, self._build_tables())
+        decoder = _make_decoder(self._keys, self._radix, self._get_tables())
         self._point = decoder  # type: ignore[method-assign]
         return decoder(i)
 
-    def _build_tables(self) -> tuple[tuple[Sequence[tuple[Any, ...]], int, int], ...]:
-        """Groups consecutive names into mixed-radix digits decoded by table lookup.
+    def _get_tables(self) -> _Tables:
+        """Returns (building them on first use) the lookup tables of this grid.
 
-        Each group's table lists the value tuples of its names (at most
-        ``_TABLE_ROWS`` rows).  Returns an empty tuple if some range is too
-        long for a table, in which case points are decoded name by name.
+        Consecutive names are grouped into mixed-radix digits; each group's
+        table lists the sub-points (plain dicts) of its names, at most
+        ``_TABLE_ROWS`` of them, so that a point is a merge of a few dicts.
+        The result is empty if some range is too long for a table; points are
+        then decoded name by name.
         """
-        if any(n > _TABLE_ROWS for _, _, n in self._radix):
-            return ()
-        groups: list[list[tuple[Sequence[Any], int, int]]] = []
-        rows = _TABLE_ROWS + 1
-        for digit in reversed(self._radix):  # least significant first
-            if rows * digit[2] > _TABLE_ROWS:
-                groups.append([])
-                rows = 1
-            groups[-1].insert(0, digit)
-            rows *= digit[2]
-        tables = []
-        for group in reversed(groups):
-            table = list(product(*(values for values, _, _ in group)))
-            tables.append((table, group[-1][1], len(table)))
-        return tuple(tables)
+        if self._tables is None:
+            self._tables = _build_tables(self._keys, self._radix)
+        return self._tables
 
     # -------------------------------------------------------------------- sampling
 
@@ -603,16 +600,57 @@ class ParamSpace(OrderedDict):
         return ParamSpace(dict.fromkeys(keys, value))
 
 
-def _make_decoder(keys: tuple[str, ...], radix: tuple[tuple[Sequence[Any], int, int], ...],
-                  tables: tuple[tuple[Sequence[tuple[Any, ...]], int, int], ...],
-                  ) -> Callable[[int], Params]:
+def _build_tables(keys: tuple[str, ...], radix: _Radix) -> _Tables:
+    """Groups a grid's names into digits and tabulates each group's sub-points.
+
+    Args:
+        keys: the grid's names.
+        radix: (values, stride, size) per name.
+
+    Returns:
+        (sub-points, stride, size) per group, most significant first; empty
+        if a range is longer than ``_TABLE_ROWS`` or there are no names.
+    """
+    if any(n > _TABLE_ROWS for _, _, n in radix):
+        return ()
+    groups: list[list[int]] = []
+    rows = _TABLE_ROWS + 1
+    for j in reversed(range(len(keys))):  # least significant first
+        size = radix[j][2]
+        if rows * size > _TABLE_ROWS:
+            groups.append([])
+            rows = 1
+        groups[-1].insert(0, j)
+        rows *= size
+    tables = []
+    for group in reversed(groups):
+        names = [keys[j] for j in group]
+        table = [dict(zip(names, t)) for t in product(*(radix[j][0] for j in group))]
+        tables.append((table, radix[group[-1]][1], len(table)))
+    return tuple(tables)
+
+
+def _iter_tables(tables: _Tables) -> Iterator[Params]:
+    """Yields the points of a grid from its lookup tables (see _build_tables)."""
+    *outer, (low, _, _) = tables
+    for heads in product(*(table for table, _, _ in outer)):
+        base: dict[str, Any] = {}
+        for head in heads:
+            base.update(head)
+        for tail in low:
+            point = Params(base)
+            point.update(tail)
+            yield point
+
+
+def _make_decoder(keys: tuple[str, ...], radix: _Radix,
+                  tables: _Tables) -> Callable[[int], Params]:
     """Returns a function mapping a valid index of a grid to its point.
 
     Args:
         keys: the grid's names.
         radix: (values, stride, size) per name.
-        tables: (table, stride, size) per group of names, or () to decode
-            name by name.
+        tables: the grid's lookup tables, or () to decode name by name.
     """
     if not tables:
         def decode(i: int) -> Params:
@@ -621,18 +659,20 @@ def _make_decoder(keys: tuple[str, ...], radix: tuple[tuple[Sequence[Any], int, 
         table = tables[0][0]
 
         def decode(i: int) -> Params:
-            return Params(zip(keys, table[i]))
+            return Params(table[i])
     elif len(tables) == 2:
         (high, stride, _), (low, _, size) = tables
 
         def decode(i: int) -> Params:
-            return Params(zip(keys, high[i // stride] + low[i % size]))
+            point = Params(high[i // stride])
+            point.update(low[i % size])
+            return point
     else:
         def decode(i: int) -> Params:
-            values: list[Any] = []
-            for t, s, n in tables:
-                values += t[i // s % n]
-            return Params(zip(keys, values))
+            point = Params()
+            for table, stride, size in tables:
+                point.update(table[i // stride % size])
+            return point
     return decode
 
 

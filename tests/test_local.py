@@ -1,0 +1,112 @@
+"""The local queue: runs scripts with bash, N at a time, records outcomes, stops on Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import param_search as ps
+
+
+def test_failing_job_never_stops_the_others(in_tmp):
+    script = "echo start {i}\nif [ {i} = 2 ]; then echo 'ValueError: bad i' >&2; exit 3; fi\necho done\n"
+    jobs = ps.submit(script, "job_{i}", ps.ParamSpace(i=range(5)), workers=2, progress=False)
+    assert list(jobs.job_state) == ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED", "COMPLETED"]
+    failed = jobs.iloc[2]
+    assert failed.exit_code == 3
+    assert failed.error == "ValueError: bad i"
+    assert failed.stdout == "start 2\n"
+    assert jobs.iloc[0].stdout == "start 0\ndone\n"
+    assert (jobs.runtime >= 0).all() and jobs.started.notna().all() and jobs.ended.notna().all()
+    assert list(jobs.job_id.str.isdigit()) == [True] * 5
+
+
+def test_workers_bound_concurrency(in_tmp):
+    script = "date +%s.%N > t0; sleep 0.3; date +%s.%N > t1\n"
+    jobs = ps.submit(script, "job_{i}", ps.ParamSpace(i=range(6)), workers=2, progress=False)
+    spans = [tuple(float(open(os.path.join(d, f)).read()) for f in ("t0", "t1")) for d in jobs.job_dir]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    running, peak = 0, 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_script_with_its_own_interpreter(in_tmp):
+    script = "#!/usr/bin/env python3\nimport os\nprint('py', {x} * 2, os.getcwd())\n"
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[21]), progress=False)
+    assert jobs.iloc[0].stdout == f"py 42 {in_tmp / 'job_21'}\n"
+
+
+def test_python_traceback_is_the_error_line(in_tmp):
+    script = "#!/usr/bin/env python3\nimport sys\nprint('working')\nraise KeyError('lr')\n"
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), progress=False)
+    row = jobs.iloc[0]
+    assert row.job_state == "FAILED" and row.exit_code == 1
+    assert row.error == "KeyError: 'lr'"
+    assert "Traceback" in row.stderr
+
+
+def test_huge_logs_are_tail_limited(in_tmp):
+    jobs = ps.submit("seq 1 200000\necho last line\n", "job_{x}", ps.ParamSpace(x=[1]), progress=False)
+    out = jobs.iloc[0].stdout
+    assert len(out) < 9000 and out.endswith("200000\nlast line\n") and out.startswith("[... earlier")
+    assert os.path.getsize(os.path.join(jobs.iloc[0].job_dir, "job.1.out")) > 1_000_000
+
+
+def test_stderr_alone_is_not_failure(in_tmp):
+    jobs = ps.submit("echo 'warning: something' >&2\n", "job_{x}", ps.ParamSpace(x=[1]), progress=False)
+    assert jobs.iloc[0].job_state == "COMPLETED" and jobs.iloc[0].error == ""
+
+
+def test_status_refreshes_the_same_table(in_tmp):
+    jobs = ps.submit("exit {x}", "job_{x}", ps.ParamSpace(x=[0, 1]), progress=False)
+    again = ps.status(jobs)
+    assert list(again.job_state) == ["COMPLETED", "FAILED"]
+    assert list(again.columns) == list(jobs.columns)
+
+
+CONTROLLER = textwrap.dedent("""
+    import param_search as ps
+    ps.submit('echo started; sleep 60', 'job_{{i}}', ps.ParamSpace(i=range(4)), use='local',
+              work_dir={work_dir!r}, workers=2, progress=False)
+""")
+
+
+def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", CONTROLLER.format(work_dir=str(tmp_path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while len(list(tmp_path.glob("job_*/job.1.start"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    jobs = ps.load(tmp_path)
+    assert list(jobs.job_state) == ["CANCELLED"] * 4
+    pids = [int(open(tmp_path / f"job_{i}" / "job.1.start").read().split()[1]) for i in (0, 1)]
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert not (tmp_path / "job_2" / "job.1.start").exists()   # never started
+    assert jobs.iloc[0].stdout == "started\n"
+    index = json.loads((tmp_path / ".param_search" / "index.json").read_text())
+    assert len(index["jobs"]) == 4
+    # a second run picks the cancelled jobs up again
+    jobs = ps.submit("echo started; sleep 60", "job_{i}", ps.ParamSpace(i=range(4)), work_dir=tmp_path,
+                     wait=False)
+    assert set(jobs.job_state) == {"PENDING"} and set(jobs.attempt) == {2}
+    ps.cancel(jobs)
+    assert set(ps.load(tmp_path).job_state) == {"CANCELLED"}
+
+
+def test_unknown_queue_and_options_are_errors(in_tmp):
+    with pytest.raises(ps.ParamSearchError, match="unknown queue 'pbs2'"):
+        ps.submit("true", "j_{x}", ps.ParamSpace(x=[1]), use="pbs2")
+    with pytest.raises(ps.ParamSearchError, match="unknown option 'partition'.*valid options: workers"):
+        ps.submit("true", "j_{x}", ps.ParamSpace(x=[1]), use="local", partition="gpu")
+    assert not os.listdir(in_tmp)
