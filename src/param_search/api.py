@@ -209,7 +209,7 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     exp, table_names = _open(jobs)
     names = list(names) if names is not None else table_names
     deadline = None if timeout is None else time.monotonic() + timeout
-    _run_local(exp, names, workers, progress)
+    _run_local(exp, names, workers, progress, deadline)
     table = status(exp.work_dir) if names is None else status(_names_frame(exp, names))
     bar, interval = None, poll_interval
     try:
@@ -221,7 +221,7 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
                                    f"{dict(Counter(table['job_state']))}")
             time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
-            _run_local(exp, names, workers, progress)
+            _run_local(exp, names, workers, progress, deadline)
             table = status(_names_frame(exp, list(table["job_name"])))
         if bar is not None:
             _show(bar, table)
@@ -237,13 +237,14 @@ def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool) -> None:
+def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
+               deadline: float | None = None) -> None:
     records = exp.load_records()
     chosen = _select(records, names)
     if any(r["queue"] == "local" and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
            for r in chosen):
         LocalRunner(exp, workers or LocalQueue().workers, progress).run(
-            None if names is None else set(names))
+            None if names is None else set(names), deadline)
 
 
 def _wait_bar(total: int, enabled: bool):

@@ -329,7 +329,7 @@ class ParamSpace(OrderedDict):
     # ---------------------------------------------------------------- construction
 
     def _init_grid(self, items: list[tuple[str, Any]]) -> None:
-        """Stores validated, promoted items and precomputes decoding tables."""
+        """Stores validated, promoted items and precomputes strides (tables are lazy)."""
         self._set_items(items)
         values = [(v,) if _is_distribution(v) else v for _, v in items]
         sizes = [len(v) for v in values]

@@ -124,8 +124,13 @@ class LocalRunner:
             self.exp.save_records(records)
         return todo, running
 
-    def run(self, names: set[str] | None = None) -> None:
-        """Run every claimable job (of ``names``, if given) to the end."""
+    def run(self, names: set[str] | None = None, deadline: float | None = None) -> None:
+        """Run every claimable job (of ``names``, if given) to the end.
+
+        At ``deadline`` (a ``time.monotonic()`` value) stop launching, hand the jobs not yet
+        started back to the queue (any later runner takes them) and return; jobs already
+        running go on.
+        """
         todo, running = self.claim(names)
         for record in running:
             self._watch_orphan(record)
@@ -133,7 +138,7 @@ class LocalRunner:
             return
         bar = _progress_bar(len(todo) + len(self.orphans), self.progress)
         try:
-            self._loop(todo, bar)
+            self._loop(todo, bar, deadline)
         except BaseException:
             self._stop(todo)
             raise
@@ -141,10 +146,15 @@ class LocalRunner:
             bar.close()
             self._flush()
 
-    def _loop(self, todo: list["Record"], bar) -> None:
+    def _loop(self, todo: list["Record"], bar, deadline: float | None) -> None:
         queue = list(reversed(todo))
         last_flush = time.monotonic()
         while queue or self.children or self.orphans:
+            if deadline is not None and time.monotonic() >= deadline:
+                for record in queue:
+                    record.update(owner=None, reason=NO_RUNNER)
+                self.dirty += queue
+                return
             while queue and len(self.children) + len(self.orphans) < self.workers:
                 self._launch(queue.pop())
             for record in self._wait_some():
