@@ -3,7 +3,7 @@
 # for param_search's live Slurm tests. Debian/Ubuntu, root, no systemd needed.
 #
 #   scripts/start-slurm.sh          # install if missing, start what is down, wait until ready
-#   PS_SLURM_MAX_ARRAY_SIZE=11 scripts/start-slurm.sh   # change MaxArraySize (reconfigures)
+#   PS_SLURM_MAX_ARRAY_SIZE=11 scripts/start-slurm.sh   # change MaxArraySize (restarts slurmctld)
 #   scripts/stop-slurm.sh           # stop the daemons again
 #
 # Idempotent: when everything is already up with the same configuration it only checks and
@@ -34,8 +34,9 @@ die() { echo "start-slurm: $*" >&2; exit 1; }
 cannot() { echo "start-slurm: cannot run here: $*" >&2; exit 2; }
 log() { [[ -n ${PS_SLURM_QUIET:-} ]] || echo "start-slurm: $*" >&2; }
 
-[[ $MAX_ARRAY =~ ^[0-9]+$ ]] && ((MAX_ARRAY >= 1)) ||
+if ! [[ $MAX_ARRAY =~ ^[0-9]+$ ]] || ((MAX_ARRAY < 1)); then
     die "PS_SLURM_MAX_ARRAY_SIZE must be a positive integer, got '$MAX_ARRAY'"
+fi
 [[ $(id -u) -eq 0 ]] || cannot "must be run as root (it installs packages and starts daemons)"
 
 # ---------------------------------------------------------------- install
@@ -252,8 +253,10 @@ start_munge() {
 mysql_up() { mysqladmin --defaults-file="$MYCNF" --protocol=socket -uroot ping; }
 
 start_mysql() {
-    [[ $(write_if_changed "$MYCNF" 644 < <(render_my_cnf)) == changed ]] && mysql_up >/dev/null 2>&1 &&
+    if [[ $(write_if_changed "$MYCNF" 644 < <(render_my_cnf)) == changed ]] && mysql_up >/dev/null 2>&1; then
+        log "my.cnf changed: restarting MariaDB"
         mysqladmin --defaults-file="$MYCNF" -uroot shutdown >/dev/null 2>&1 || true
+    fi
     if mysql_up >/dev/null 2>&1; then return 0; fi
     if [[ ! -d $BASE/mysql/mysql ]]; then
         log "initialising MariaDB data directory $BASE/mysql"
@@ -316,12 +319,12 @@ stop_pidfile() { # stop_pidfile PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
 
 # ---------------------------------------------------------------- slurmctld / slurmd
 # Write slurm.conf (the client commands, sacctmgr included, need it). Sets slurm_conf_change to
-# "", "reconfigure" (only MaxArraySize differs) or "restart".
+# "", "reconfigure" (only MaxArraySize differs: slurmctld restart) or "restart" (both daemons).
 slurm_conf_change=""
 write_slurm_conf() {
     local changed=""
     if [[ ! -f $SLURM_CONF_FILE ]] || [[ $(cat "$SLURM_CONF_FILE") != "$new_slurm_conf" ]]; then
-        # Only MaxArraySize differs -> scontrol reconfigure is enough; otherwise restart.
+        # Only MaxArraySize differs -> restart slurmctld only; otherwise slurmctld and slurmd.
         if [[ -f $SLURM_CONF_FILE ]] &&
             diff -q <(grep -v '^MaxArraySize=' "$SLURM_CONF_FILE") \
                 <(grep -v '^MaxArraySize=' <<<"$new_slurm_conf") >/dev/null; then
@@ -352,9 +355,14 @@ start_slurm() {
         slurmctld -i 9>&- >>"$BASE/log/slurmctld.start.log" 2>&1 ||
             die "slurmctld failed (see $BASE/log/slurmctld.log)"
     elif [[ $changed == reconfigure ]]; then
-        log "MaxArraySize changed: scontrol reconfigure"
-        wait_for 20 "slurmctld" scontrol ping
-        scontrol reconfigure >/dev/null || die "scontrol reconfigure failed"
+        # Slurm 22.05: after `scontrol reconfigure` the new MaxArraySize shows in
+        # `scontrol show config` but sbatch keeps being checked against the old limit
+        # ("Invalid job array specification"), so restart slurmctld (jobs survive it).
+        log "MaxArraySize changed: restarting slurmctld"
+        stop_pidfile "$BASE/run/slurmctld.pid"
+        rm -f "$BASE/run/slurmctld.pid"
+        slurmctld -i 9>&- >>"$BASE/log/slurmctld.start.log" 2>&1 ||
+            die "slurmctld failed (see $BASE/log/slurmctld.log)"
     fi
     wait_for 30 "slurmctld" scontrol ping
 

@@ -78,11 +78,20 @@ CONTROLLER = textwrap.dedent("""
 """)
 
 
+def _alive(pid):
+    """Running (a zombie waiting to be reaped by init counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CONTROLLER.format(work_dir=str(tmp_path))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 20
-    while len(list(tmp_path.glob("job_*/job.1.start"))) < 2 and time.time() < deadline:
+    while len(list(tmp_path.glob("job_*/job.1.status"))) < 2 and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -90,9 +99,9 @@ def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     jobs = ps.load(tmp_path)
     assert list(jobs.job_state) == ["CANCELLED"] * 4
-    pids = [int(open(tmp_path / f"job_{i}" / "job.1.start").read().split()[1]) for i in (0, 1)]
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
-    assert not (tmp_path / "job_2" / "job.1.start").exists()   # never started
+    pids = [int(open(tmp_path / f"job_{i}" / "job.1.status").read().split()[2]) for i in (0, 1)]
+    assert not any(_alive(pid) for pid in pids)
+    assert not (tmp_path / "job_2" / "job.1.status").exists()   # never started
     assert jobs.iloc[0].stdout == "started\n"
     index = json.loads((tmp_path / ".param_search" / "index.json").read_text())
     assert len(index["jobs"]) == 4
@@ -110,3 +119,12 @@ def test_unknown_queue_and_options_are_errors(in_tmp):
     with pytest.raises(ps.ParamSearchError, match="unknown option 'partition'.*valid options: workers"):
         ps.submit("true", "j_{x}", ps.ParamSpace(x=[1]), use="local", partition="gpu")
     assert not os.listdir(in_tmp)
+
+
+def test_script_that_changes_directory_or_sets_its_own_exit_trap(in_tmp):
+    script = "mkdir -p sub; cd sub\nif [ {x} = 1 ]; then trap 'echo bye' EXIT; fi\nexit {x}{x}\n"
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1, 2]), progress=False)
+    assert list(jobs.exit_code) == [11, 22]
+    assert list(jobs.job_state) == ["FAILED", "FAILED"]
+    assert jobs.iloc[0].stdout == "bye\n"
+    assert "exit 22" in (in_tmp / "job_2" / "job.1.status").read_text()

@@ -105,7 +105,7 @@ def test_job_folder_is_self_describing(in_tmp):
     assert meta == {"job_name": "job_2", "hash": params_hash({"a": 2}), "params": {"a": 2}}
     assert (job_dir / "job.sh").read_text() == "echo 2 > out.txt\n"
     assert (job_dir / "out.txt").read_text() == "2\n"   # ran in its own folder
-    assert (job_dir / "job.1.exit").read_text().split()[0] == "0"
+    assert (job_dir / "job.1.status").read_text().split("\n")[1].split()[:2] == ["exit", "0"]
     assert list(jobs.job_dir) == [str(in_tmp / "job_1"), str(job_dir)]
 
 

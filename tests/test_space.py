@@ -77,7 +77,7 @@ def test_iterables_become_lists_and_numpy_becomes_python():
     assert space["a"] == [3, 1]
     assert space["b"] == [1, 2, 3]
     assert space["c"] == [0, 1, 2]
-    assert space["e"] == [1, "b"]  # unsortable set: sorted by repr, deterministic
+    assert space["e"] == ["b", 1]  # unsortable set: sorted by repr, deterministic
     for point in space:
         assert type(point["c"]) is int and type(point["d"]) is int
         json.dumps(point)
@@ -141,7 +141,8 @@ def test_params_hash_repr_and_equality():
 
 def test_iteration_matches_itertools_product():
     space = ParamSpace(a=range(3), b=["x", "y"], c=[0.5, 1.5, 2.5, 3.5])
-    expected = [dict(zip("abc", t)) for t in itertools.product(range(3), "xy", [0.5, 1.5, 2.5, 3.5])]
+    ranges = (range(3), "xy", [0.5, 1.5, 2.5, 3.5])
+    expected = [dict(zip("abc", t)) for t in itertools.product(*ranges)]
     points = list(space)
     assert points == expected
     assert all(type(p) is Params and list(p) == ["a", "b", "c"] for p in points)
@@ -233,9 +234,9 @@ def test_composite_repr_keys_pickle_and_distinct_values():
     a = ParamSpace(type="a", param=[1, 2, 3])
     b = ParamSpace(type="b", param=[4, 5, 6])
     c = ParamSpace(other_param=1.5)
-    abc = (10 * (a + b)) * ((a + b) * c * ParamSpace(seed=range(2)))[:0].__class__ and None
     abc = (10 * (a + b)) * ParamSpace(other=[1, 2]) + 2 * ((a + b) * ParamSpace(other=[3]))
-    assert repr(a + b) == "ParamSpace(type=['a'], param=[1, 2, 3]) + ParamSpace(type=['b'], param=[4, 5, 6])"
+    assert repr(a + b) == ("ParamSpace(type=['a'], param=[1, 2, 3])"
+                           " + ParamSpace(type=['b'], param=[4, 5, 6])")
     assert repr(10 * (a + b)).startswith("10 * (ParamSpace(type=['a']")
     assert list(abc.keys()) == ["type", "param", "other"]
     assert abc["param"] == [1, 2, 3, 4, 5, 6] and abc["other"] == [1, 2, 3]
@@ -293,10 +294,11 @@ def test_sample_from_sum_is_proportional_to_sizes():
 def test_distributions_can_only_be_sampled():
     space = ParamSpace(lr=Uniform(0.0, 1.0), opt=["adam", "sgd"], wd=Uniform(5.0, 6.0))
     assert space.distribution_keys == ("lr", "wd")
-    for action in (lambda: len(space), lambda: list(space), lambda: space[0], space.sample_indices.__call__):
-        with pytest.raises((ParamSpaceError, TypeError)):
+    for action in (lambda: len(space), lambda: list(space), lambda: space[0],
+                   lambda: space.size, lambda: space.sample_indices(1)):
+        with pytest.raises(ParamSpaceError, match=r"distributions \(parameter\(s\) 'lr', 'wd'\)"):
             action()
-    with pytest.raises(ParamSpaceError, match=r"distributions \(parameter\(s\) 'lr', 'wd'\).*sample"):
+    with pytest.raises(ParamSpaceError, match="use sample"):
         len(space)
     points = space.sample(50, seed=0)  # more than the 2 discrete points: replace is ignored
     assert len(points) == 50 and len({p["lr"] for p in points}) == 50
@@ -408,15 +410,15 @@ def test_indexing_matches_iteration(space):
 @given(spaces(), st.integers(0, 2**32 - 1), st.data())
 def test_sampling_properties(space, seed, data):
     n = len(space)
-    k = data.draw(st.integers(0, n))
+    k = data.draw(st.integers(0, min(n, 40)))
     indices = space.sample_indices(k, seed=seed)
     assert len(set(indices)) == k and all(0 <= i < n for i in indices)
     sample = space.sample(k, seed=seed)
     assert sample == [space[i] for i in indices]
-    assert collections.Counter(sample) <= collections.Counter(space)
+    assert collections.Counter(sample) <= collections.Counter(iter(space))
     assert sample == space.sample(k, seed=seed)
     if n:
-        with_replacement = space.sample(n + 3, replace=True, seed=seed)
-        assert len(with_replacement) == n + 3 and set(with_replacement) <= set(space)
+        with_replacement = space.sample(k + 3, replace=True, seed=seed)
+        assert len(with_replacement) == k + 3 and set(with_replacement) <= set(space)
     with pytest.raises(ParamSpaceError, match=f"only {n} points"):
         space.sample(n + 1, seed=seed)

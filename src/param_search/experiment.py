@@ -9,7 +9,7 @@ Layout::
       .param_search/wrapper.sh        runs every job attempt (see wrapper.sh)
       <job_name>/params.json          the job's identity: params + hash (source of truth)
       <job_name>/job.sh               the rendered script
-      <job_name>/job.<N>.{start,out,err,exit}   attempt N, written by the wrapper
+      <job_name>/job.<N>.{status,out,err}   attempt N, written by the wrapper
 
 Why JSON replaced by rename: ``os.replace`` is atomic on local filesystems and on NFS and
 Lustre (the server renames), so a reader on any node sees the old or the new index, never a
@@ -26,12 +26,10 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 from .errors import ConflictError, ExperimentError
@@ -86,10 +84,10 @@ class Experiment:
         exp = cls(work_dir)
         if not os.path.isdir(exp.state_dir):
             os.makedirs(exp.work_dir, exist_ok=True)
-            tmp = f"{exp.state_dir}.tmp-{secrets.token_hex(4)}"
+            tmp = f"{exp.state_dir}.tmp-{_token(4)}"
             os.makedirs(os.path.join(tmp, "batches"))
             _write_json(os.path.join(tmp, "experiment.json"),
-                        {"version": INDEX_VERSION, "token": secrets.token_hex(4), "created": time.time()})
+                        {"version": INDEX_VERSION, "token": _token(4), "created": time.time()})
             with contextlib.suppress(FileExistsError, OSError):
                 os.rename(tmp, exp.state_dir)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -109,7 +107,8 @@ class Experiment:
         return exp
 
     def _install_wrapper(self) -> None:
-        text = resources.files(__package__).joinpath("wrapper.sh").read_text()
+        with open(os.path.join(os.path.dirname(__file__), "wrapper.sh")) as f:
+            text = f.read()
         try:
             with open(self.wrapper) as f:
                 if f.read() == text:
@@ -128,7 +127,7 @@ class Experiment:
         return os.path.join(self.work_dir, job_name)
 
     def attempt_path(self, record: Record, suffix: str, attempt: int | None = None) -> str:
-        """Path of an attempt's file: ``start``, ``out``, ``err`` or ``exit``."""
+        """Path of an attempt's file: ``status``, ``out`` or ``err``."""
         n = record["attempt"] if attempt is None else attempt
         return os.path.join(self.work_dir, record["job_name"], f"job.{n}.{suffix}")
 
@@ -230,7 +229,7 @@ class Experiment:
             script = f.read()
         record = new_record(RenderedJob(job_name, meta["hash"], meta["params"], script))
         attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
-                    if n.startswith("job.") and n.endswith(".start") and n.split(".")[1].isdigit()]
+                    if n.startswith("job.") and n.endswith(".status") and n.split(".")[1].isdigit()]
         if attempts:
             record.update(attempt=max(attempts), queue=meta.get("queue"), state=JobState.UNKNOWN.value)
         return record
@@ -239,11 +238,9 @@ class Experiment:
     def setup_job(self, job: RenderedJob) -> None:
         """Write a job's folder (params.json + job.sh) atomically: all of it or nothing."""
         final = self.job_dir(job.job_name)
-        tmp = os.path.join(self.work_dir, f".{job.job_name[:200]}.tmp-{secrets.token_hex(3)}")
+        tmp = os.path.join(self.work_dir, f".{job.job_name[:200]}.tmp-{_token(3)}")
         os.mkdir(tmp)
-        _write(os.path.join(tmp, "params.json"),
-               json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
-                          sort_keys=True, indent=1))
+        _write(os.path.join(tmp, "params.json"), _params_json(job))
         _write(os.path.join(tmp, "job.sh"), job.script, mode=0o755)
         try:
             os.rename(tmp, final)
@@ -258,9 +255,7 @@ class Experiment:
         """Overwrite an existing job's params.json and script (``replace=True``)."""
         job_dir = self.job_dir(job.job_name)
         _atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
-        _atomic_write(os.path.join(job_dir, "params.json"),
-                      json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
-                                 sort_keys=True, indent=1))
+        _atomic_write(os.path.join(job_dir, "params.json"), _params_json(job))
 
     def _check_existing(self, job: RenderedJob) -> None:
         existing = self.record_from_dir(job.job_name)
@@ -276,14 +271,27 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
     )
 
 
+def _params_json(job: RenderedJob) -> str:
+    return json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
+                      sort_keys=True) + "\n"
+
+
+def _token(nbytes: int) -> str:
+    return os.urandom(nbytes).hex()
+
+
 def _write(path: str, text: str, mode: int = 0o644) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: str, text: str, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp = f"{path}.tmp-{os.getpid()}-{_token(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w") as f:
         f.write(text)

@@ -32,10 +32,12 @@ def metrics(jobs: pd.DataFrame, pattern: str = DEFAULT_PATTERN, sep: str | None 
     work_dir = work_dir_of(jobs)
     reader = _Reader(sep)
     problems: list[str] = []
-    params_rows = jobs[param_names].to_dict("records") if param_names else [{}] * len(jobs)
-    for job_name, params in zip(jobs["job_name"], params_rows):
-        job_dir = os.path.join(work_dir, job_name)
-        for path in _paths(job_dir, pattern, job_name, params, problems):
+    columns = [jobs[name].tolist() for name in param_names]
+    params_rows = [dict(zip(param_names, values)) for values in zip(*columns)] if columns \
+        else [{}] * len(jobs)
+    paths = _path_maker(work_dir, pattern)
+    for job_name, params in zip(jobs["job_name"].tolist(), params_rows):
+        for path in paths(job_name, params, problems):
             reader.read(path, job_name, params, problems)
     if problems:
         _warn(problems, len(jobs))
@@ -51,15 +53,23 @@ def _param_columns(jobs: pd.DataFrame) -> list[str]:
     return [c for c in jobs.columns if c not in JOB_COLUMNS]
 
 
-def _paths(job_dir: str, pattern: str, job_name: str, params: dict, problems: list[str]) -> list[str]:
-    name = pattern.format(job_name=job_name, **params) if "{" in pattern else pattern
-    path = os.path.join(job_dir, name)
-    if glob.has_magic(name):
-        found = sorted(glob.glob(path))
-        if not found:
-            problems.append(f"{job_name} (no file matches {name!r})")
-        return found
-    return [path]
+def _path_maker(work_dir: str, pattern: str):
+    """A function (job_name, params, problems) -> metrics file paths of that job."""
+    prefix = work_dir.rstrip("/") + "/"
+    if glob.has_magic(pattern):
+        def paths(job_name, params, problems):
+            name = pattern.format(job_name=job_name, **params)
+            found = sorted(glob.glob(prefix + job_name + "/" + name))
+            if not found:
+                problems.append(f"{job_name} (no file matches {name!r})")
+            return found
+    elif pattern == DEFAULT_PATTERN:
+        def paths(job_name, params, problems):
+            return (f"{prefix}{job_name}/{job_name}.metrics",)
+    else:
+        def paths(job_name, params, problems):
+            return (prefix + job_name + "/" + pattern.format(job_name=job_name, **params),)
+    return paths
 
 
 class _Reader:
@@ -75,8 +85,8 @@ class _Reader:
 
     def read(self, path: str, job_name: str, params: dict, problems: list[str]) -> None:
         try:
-            with open(path) as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                text = f.read().decode()
         except FileNotFoundError:
             problems.append(f"{job_name} (no file {os.path.basename(path)})")
             return

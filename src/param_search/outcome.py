@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
 
 from .states import JobState
@@ -28,29 +27,30 @@ class ExitInfo:
     signal: str | None
 
 
+def read_status(path: str) -> tuple[StartInfo | None, ExitInfo | None]:
+    """An attempt's status file: (start, exit), each None until written.
+
+    A start with pid 0 means the file was just created and its line is not written yet.
+    """
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        return None, None
+    start, end = StartInfo(0.0, 0, 0, "", ""), None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] == "start":
+            start = StartInfo(float(parts[1]), int(parts[2]), int(parts[3]), parts[4],
+                              parts[5] if len(parts) > 5 else "")
+        elif len(parts) >= 3 and parts[0] == "exit":
+            end = ExitInfo(int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else None)
+    return start, end
+
+
 def read_start(path: str) -> StartInfo | None:
-    """The start file, or None if the attempt has not (visibly) started."""
-    try:
-        with open(path) as f:
-            parts = f.read().split()
-    except FileNotFoundError:
-        return None
-    if len(parts) < 4:
-        return StartInfo(0.0, 0, 0, "", "")  # created, contents not yet written
-    return StartInfo(float(parts[0]), int(parts[1]), int(parts[2]), parts[3],
-                     parts[4] if len(parts) > 4 else "")
-
-
-def read_exit(path: str) -> ExitInfo | None:
-    """The exit file, or None if the attempt has not finished (or is still writing it)."""
-    try:
-        with open(path) as f:
-            parts = f.read().split()
-    except FileNotFoundError:
-        return None
-    if len(parts) < 2:
-        return None
-    return ExitInfo(int(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else None)
+    """The start line of a status file, or None if the attempt has not (visibly) started."""
+    return read_status(path)[0]
 
 
 def process_alive(pid: int, ticks: int, host: str) -> bool | None:
@@ -69,7 +69,7 @@ def process_alive(pid: int, ticks: int, host: str) -> bool | None:
 
 
 def _hostname() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
 
 
 def read_tail(path: str, limit: int = LOG_TAIL_BYTES) -> str:

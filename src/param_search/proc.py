@@ -1,7 +1,6 @@
 """The one helper that runs external commands (no shell)."""
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 
 from .errors import CommandError, QueueError
@@ -16,6 +15,8 @@ def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) 
         CommandError: the command exited non-zero (carries argv, code, stdout, stderr).
         QueueError: the program is not installed or did not finish within ``timeout``.
     """
+    import subprocess
+
     argv = [str(a) for a in argv]
     try:
         done = subprocess.run(

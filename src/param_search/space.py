@@ -62,15 +62,17 @@ class Params(dict):
     """One point of a parameter space: a ``dict`` from parameter names to values.
 
     Keys keep the order of the space.  Unlike a plain dict, a ``Params`` is
-    hashable (so points can be put in sets or used as dict keys); values that
-    are not hashable (e.g. lists) are hashed through their ``repr``.  Do not
+    hashable (so points can be put in sets or used as dict keys): the hash is
+    that of the set of its items, so it agrees with dict equality (which
+    ignores order); values that are not hashable (e.g. lists) are hashed
+    through their ``repr``.  Do not
     mutate a ``Params`` after using it as a key.
     """
 
     __slots__ = ()
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted((k, _hashable(v)) for k, v in self.items())))
+        return hash(frozenset([(k, _hashable(v)) for k, v in self.items()]))
 
     def __repr__(self) -> str:
         if all(isinstance(k, str) and k.isidentifier() for k in self):
@@ -482,14 +484,12 @@ class ParamSpace(OrderedDict):
         n = self._size
         if k == 0:
             return []
-        if n == 0:
-            raise ParamSpaceError(f"cannot sample {k} point(s) from an empty space")
-        if replace:
+        if replace and n > 0:
             return _randints(rng, n, k)
         if k > n:
             raise ParamSpaceError(
-                f"cannot sample {k} distinct points from a space of only {n} points; "
-                "ask for fewer or use replace=True"
+                f"cannot sample {k} {'distinct ' if n else ''}points from a space of only "
+                f"{n} points; ask for fewer{' or use replace=True' if n else ''}"
             )
         return _distinct_randints(rng, n, k)
 
@@ -572,6 +572,10 @@ class ParamSpace(OrderedDict):
         return f"{type(self).__name__}({inner})"
 
     __str__ = __repr__
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Pretty-prints (IPython, hypothesis) with the repr, not as a dict."""
+        printer.text(repr(self))
 
     # ------------------------------------------------------------------ immutability
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from .experiment import Experiment, Record
-from .outcome import error_line, read_exit, read_start, read_tail
+from .outcome import error_line, read_status, read_tail
 from .queues.base import queue_for
 from .states import ACTIVE_STATES, FINAL_STATES, JobState, state_from_exit_code
 
@@ -17,9 +17,8 @@ def apply_wrapper_files(exp: Experiment, record: Record) -> None:
     """Update an active record from the start and exit files of its current attempt."""
     if record["attempt"] == 0:
         return
-    ended = read_exit(exp.attempt_path(record, "exit"))
+    started, ended = read_status(exp.attempt_path(record, "status"))
     if record["started"] is None or ended is None:
-        started = read_start(exp.attempt_path(record, "start"))
         if started is not None and started.started:
             record["started"], record["node"] = started.started, started.host
             if started.scheduler_id and not record["job_id"]:

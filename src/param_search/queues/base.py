@@ -1,7 +1,6 @@
 """The contract every queue (scheduler backend) implements."""
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -67,6 +66,8 @@ def make_queue(use: "str | Queue", **options: Any) -> Queue:
         raise ParamSearchError(
             f"unknown queue {use!r}; use one of {', '.join(sorted(classes))} or a Queue instance"
         ) from None
+    import inspect
+
     valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
