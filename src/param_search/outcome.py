@@ -65,7 +65,9 @@ def process_alive(pid: int, ticks: int, host: str) -> bool | None:
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[-1].split()
-    return ticks == 0 or (len(fields) > 19 and int(fields[19]) == ticks and fields[0] != "Z")
+    if fields[0] in ("Z", "X"):   # ended, waiting to be reaped
+        return False
+    return ticks == 0 or (len(fields) > 19 and int(fields[19]) == ticks)
 
 
 def _hostname() -> str:

@@ -102,6 +102,10 @@ class _Worker:
     their own process groups and outlive a killed controller.
     """
 
+    #: Jobs handed to a worker at once: the one running and the next, so a worker never
+    #: waits for the controller between two jobs.
+    DEPTH = 2
+
     def __init__(self, wrapper: str):
         import subprocess
 
@@ -110,11 +114,11 @@ class _Worker:
                                      start_new_session=True, bufsize=0)
         self.fd = self.proc.stdout.fileno()
         self.buffer = b""
-        self.record: "Record | None" = None
-        self.pid: int | None = None
+        self.assigned: list["Record"] = []   # head: running (or about to), then queued
+        self.pid: int | None = None          # pid of the head job once started
 
-    def start(self, line: str, record: "Record") -> None:
-        self.record, self.pid = record, None
+    def give(self, line: str, record: "Record") -> None:
+        self.assigned.append(record)
         self.proc.stdin.write(line.encode())
 
     def messages(self) -> list[list[str]]:
@@ -125,12 +129,17 @@ class _Worker:
         *lines, self.buffer = self.buffer.split(b"\n")
         return [line.decode().split() for line in lines]
 
+    def halt(self) -> None:
+        """Kill the worker itself (not its jobs) so that it starts nothing more."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait()
+
     def close(self) -> None:
-        """Let the worker end after its current job (not waiting for a busy one)."""
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         self.proc.stdout.close()
-        if self.record is None:
+        if not self.assigned:
             self.proc.wait()
 
 
@@ -188,19 +197,16 @@ class LocalRunner:
             self._flush()
 
     def _busy(self) -> list[_Worker]:
-        return [w for w in self.pool if w.record is not None]
+        return [w for w in self.pool if w.assigned]
 
     def _loop(self, todo: list["Record"], bar, deadline: float | None) -> None:
         queue = list(reversed(todo))
         last_flush = time.monotonic()
         while queue or self._busy() or self.orphans:
             if deadline is not None and time.monotonic() >= deadline:
-                for record in queue:
-                    record.update(owner=None, reason=NO_RUNNER)
-                self.dirty += queue
+                self._give_back(queue)
                 return
-            while queue and len(self._busy()) + len(self.orphans) < self.workers:
-                self._launch(queue.pop())
+            self._dispatch(queue)
             for record in self._wait_some():
                 bar.update(1)
                 self.dirty.append(record)
@@ -208,15 +214,34 @@ class LocalRunner:
                 queue = self._sync(queue)
                 last_flush = time.monotonic()
 
-    def _launch(self, record: "Record") -> None:
-        worker = next((w for w in self.pool if w.record is None), None)
-        if worker is None:
-            worker = _Worker(self.exp.wrapper)
-            self.pool.append(worker)
+    def _dispatch(self, queue: list["Record"]) -> None:
+        """Keep every allowed worker supplied with its running job and the next one."""
+        allowed = max(self.workers - len(self.orphans), 0)
+        while len(self.pool) < min(allowed, len(queue) + len(self._busy())):
+            self.pool.append(_Worker(self.exp.wrapper))
+        for depth in range(1, _Worker.DEPTH + 1):   # running slots first, in space order
+            for worker in self.pool[:allowed]:
+                if queue and len(worker.assigned) < depth:
+                    self._launch(worker, queue.pop())
+
+    def _launch(self, worker: _Worker, record: "Record") -> None:
         job_dir = self.exp.job_dir(record["job_name"])
-        worker.start(f"{job_dir}\t{record['attempt']}\t{record['mode']}\n", record)
+        worker.give(f"{job_dir}\t{record['attempt']}\t{record['mode']}\n", record)
         record.update(state=JobState.RUNNING.value, reason=None, owner=self.me)
         self.dirty.append(record)
+
+    def _give_back(self, queue: list["Record"]) -> None:
+        """Deadline: stop the workers; jobs not started go back to the queue for any runner."""
+        for worker in self._busy():
+            worker.halt()
+            head, *queued = worker.assigned
+            for record in queued:
+                if read_start(self.exp.attempt_path(record, "status")) is None:
+                    queue.append(record)
+            worker.assigned = []
+        for record in queue:
+            record.update(owner=None, reason=NO_RUNNER, state=JobState.PENDING.value)
+        self.dirty += queue
 
     def _watch_orphan(self, record: "Record") -> None:
         started = read_start(self.exp.attempt_path(record, "status"))
@@ -244,12 +269,12 @@ class LocalRunner:
     def _read_worker(self, worker: _Worker) -> list["Record"]:
         done = []
         for message in worker.messages():
-            if message[0] == "S":
+            if message[0] == "S" and worker.assigned:
                 worker.pid = int(message[1])
-                worker.record["job_id"] = message[1]
-            elif message[0] == "E" and worker.record is not None:
-                record, pid, status = worker.record, int(message[1]), int(message[2])
-                worker.record = worker.pid = None
+                worker.assigned[0]["job_id"] = message[1]
+            elif message[0] == "E" and worker.assigned:
+                record, pid, status = worker.assigned.pop(0), int(message[1]), int(message[2])
+                worker.pid = None
                 if self._claimed_elsewhere(record, pid):
                     self._watch_orphan(record)
                     continue
@@ -298,22 +323,19 @@ class LocalRunner:
 
     def _stop(self, todo: list["Record"]) -> None:
         """Ctrl-C or an error: terminate our running jobs and record them cancelled."""
-        busy = self._busy()
-        for worker in busy:
-            pid = worker.pid or _started_pid(self.exp, worker.record)
+        running = []
+        for worker in self._busy():
+            worker.halt()
+            pid = worker.pid or _started_pid(self.exp, worker.assigned[0])
             if pid:
                 _kill_group(pid, signal.SIGTERM)
+                running.append(pid)
+            worker.assigned = []
         deadline = time.monotonic() + 5.0
-        while self._busy() and time.monotonic() < deadline:
-            fds = {w.fd: w for w in self._busy()}
-            ready, _, _ = select.select(list(fds), [], [], 0.1)
-            for fd in ready:
-                with contextlib.suppress(OSError):
-                    self._read_worker(fds[fd])
-        for worker in self._busy():
-            pid = worker.pid or _started_pid(self.exp, worker.record)
-            if pid:
-                _kill_group(pid, signal.SIGKILL)
+        while time.monotonic() < deadline and any(process_alive(p, 0, "") for p in running):
+            time.sleep(0.02)
+        for pid in running:
+            _kill_group(pid, signal.SIGKILL)
         for record in todo:
             if record["state"] in (JobState.PENDING.value, JobState.RUNNING.value):
                 self._settle(record, verdict=JobState.CANCELLED)
