@@ -15,11 +15,19 @@ from .metrics import metrics
 from .plot import plot
 from .queues.base import Queue
 from .queues.local import LocalQueue
-from .queues.slurm import SlurmQueue
 from .space import Params, ParamSpace
 from .states import JobState
 
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+    """Scheduler backends load on first use, keeping ``import param_search`` fast."""
+    if name == "SlurmQueue":
+        from .queues.slurm import SlurmQueue
+
+        return SlurmQueue
+    raise AttributeError(f"module 'param_search' has no attribute {name!r}")
 
 __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",

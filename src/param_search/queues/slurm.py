@@ -153,20 +153,27 @@ class SlurmQueue(Queue):
         return found
 
     def poll(self, exp: "Experiment", records: list["Record"]) -> None:
+        """One squeue call for jobs that may be queued, one sacct call for the rest."""
         with_id = [r for r in records if r["job_id"]]
         queued = [r for r in with_id if r["state"] not in FINAL_STATES]
-        seen = self._squeue(queued)
+        seen = _fresh(self._squeue(queued), queued)
         for record in queued:
-            info = seen.get(record["job_id"])
-            if info:
-                _apply(record, info)
+            if record["job_id"] in seen:
+                _apply(record, seen[record["job_id"]])
         rest = [r for r in with_id if r["job_id"] not in seen or r["state"] in FINAL_STATES]
-        if rest:
-            accounted = self._sacct(rest)
-            for record in rest:
-                info = accounted.get(record["job_id"])
-                if info and info["submit"] >= (record["submitted"] or 0) - 120:
-                    _apply(record, info)
+        if not rest:
+            return
+        accounted = self._sacct(rest)
+        if accounted is None:
+            return   # accounting off or unreachable: an empty answer is never read as failure
+        accounted = _fresh(accounted, rest)
+        known_arrays = {job_id.split("_")[0] for job_id in accounted}
+        for record in rest:
+            info = accounted.get(record["job_id"])
+            if info is not None:
+                _apply(record, info)
+            elif _vanished_while_pending(record, known_arrays):
+                record.update(state=JobState.CANCELLED.value, reason=None)
 
     def _squeue(self, records: list["Record"]) -> dict[str, dict]:
         ids = sorted({r["job_id"].split("_")[0] for r in records})
@@ -182,16 +189,17 @@ class SlurmQueue(Queue):
             out.update(parse_squeue(text))
         return out
 
-    def _sacct(self, records: list["Record"]) -> dict[str, dict]:
+    def _sacct(self, records: list["Record"]) -> dict[str, dict] | None:
+        """Accounting of the records' jobs, or None if sacct gave no usable answer."""
         ids = sorted({r["job_id"].split("_")[0] for r in records})
         out: dict[str, dict] = {}
         for part in _chunks(ids, IDS_PER_CALL):
             try:
                 text = _sacct(["-X", f"--format={SACCT_FIELDS}", f"--jobs={','.join(part)}"])
             except (CommandError, QueueError):
-                return out   # accounting off or unreachable: never read as failure
+                return None
             out.update(parse_sacct(text))
-        return out
+        return out or None
 
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         ids = [r["job_id"] for r in records if r["job_id"]]
@@ -260,7 +268,10 @@ def parse_squeue(text: str) -> dict[str, dict]:
 
 
 def parse_sacct(text: str) -> dict[str, dict]:
-    """``sacct -X --parsable2`` lines (fields SACCT_FIELDS) -> {job id: info}."""
+    """``sacct -X --parsable2`` lines (fields SACCT_FIELDS) -> {job id: info}.
+
+    Rows of array tasks not yet started (``493_[1-3%1]``) are expanded to one per task.
+    """
     out = {}
     for line in _lines(text):
         fields = line.split("|")
@@ -269,14 +280,42 @@ def parse_sacct(text: str) -> dict[str, dict]:
         job_id, _raw, _name, state, exit_code, _elapsed, node, submit, start, end = fields[:10]
         native = state.split()[0] if state else ""
         code, _, sig = exit_code.partition(":")
-        out[job_id] = {
+        info = {
             "state": NATIVE_STATES.get(native, "UNKNOWN"), "native": native, "reason": None,
             "node": None if node in ("", "None assigned") else node,
             "exit_code": int(code) if code.isdigit() else None,
             "signal": sig if sig not in ("", "0") else None,
             "submit": _epoch(submit), "start": _epoch(start), "end": _epoch(end),
         }
+        for task_id in expand_array_id(job_id):
+            out[task_id] = info
     return out
+
+
+def expand_array_id(job_id: str) -> list[str]:
+    """``'7_[1-3,5%2]'`` -> ``['7_1', '7_2', '7_3', '7_5']``; other ids unchanged."""
+    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job_id)
+    if not match:
+        return [job_id]
+    base, ranges = match.groups()
+    tasks = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        tasks += range(int(low), int(high or low) + 1)
+    return [f"{base}_{t}" for t in tasks]
+
+
+def _fresh(infos: dict[str, dict], records: list["Record"]) -> dict[str, dict]:
+    """Drop answers about an older job that had the same id (ids are reused after a reset)."""
+    submitted = {r["job_id"]: r["submitted"] or 0 for r in records}
+    return {job_id: info for job_id, info in infos.items()
+            if info["submit"] is None or info["submit"] >= submitted.get(job_id, 0) - 120}
+
+
+def _vanished_while_pending(record: "Record", known_arrays: set[str]) -> bool:
+    """A pending array task cancelled with scancel leaves squeue and sacct without a trace."""
+    return (record["started"] is None and "_" in record["job_id"]
+            and record["job_id"].split("_")[0] in known_arrays and record["state"] not in FINAL_STATES)
 
 
 def _apply(record: "Record", info: dict) -> None:

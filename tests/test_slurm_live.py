@@ -1,0 +1,235 @@
+"""Integration tests against the live local Slurm cluster (scripts/start-slurm.sh).
+
+Run them alone with ``./scripts/test.sh -m slurm``. They skip without a cluster, except
+under CI=true, where a missing cluster fails them.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import param_search as ps
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
+
+
+def _wait(jobs, timeout=180):
+    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
+
+
+@pytest.fixture(scope="module")
+def timeout_job(tmp_path_factory, slurm):
+    """A job that overruns its 1-minute limit, submitted first so the wait overlaps other tests."""
+    work_dir = tmp_path_factory.mktemp("timeout")
+    script = "echo working\nsleep 300\n"
+    return ps.submit(script, "overrun_{x}", ps.ParamSpace(x=[1]), use="slurm", work_dir=work_dir,
+                     time="0:01:00")
+
+
+SEED_TEMPLATE = '''\
+#!/bin/bash
+#SBATCH --job-name={job_name}
+#SBATCH -o %J.stdout
+#SBATCH -e %J.stderr
+pwd
+product=`python3 -c "print({term1}*{term2})"`
+quotient=`python3 -c "print({term1}/{term2})"`
+
+echo "product quotient" > {job_name}.metrics
+echo "$product $quotient" >> {job_name}.metrics
+'''
+
+
+def test_seed_example_on_slurm(in_tmp, command_log):
+    param_space = ps.ParamSpace(term1=range(4), term2=range(4))
+    jobs = ps.submit(SEED_TEMPLATE, 'job_{term1}_{term2}', param_space, use='slurm')
+    assert len(command_log("sbatch")) == 1 and "--array=0-15" in command_log("sbatch")[0]
+    assert set(jobs.job_state) <= {"PENDING", "RUNNING", "COMPLETED"}
+    assert jobs.job_id.str.match(r"^\d+_\d+$").all()
+    jobs = _wait(jobs)
+    assert set(jobs.job_state) == {"COMPLETED"}
+    status = ps.status(jobs)
+    assert status.iloc[0].stdout.strip() == str(in_tmp / "job_0_0")
+    assert "ZeroDivisionError" in status.iloc[0].stderr
+    assert status.iloc[0].error == "ZeroDivisionError: division by zero"
+    metrics = ps.metrics(jobs)
+    assert list(metrics["product"]) == [a * b for a in range(4) for b in range(4)]
+    assert metrics["quotient"].isna().sum() == 4
+    assert not list(in_tmp.rglob("*.stdout")) and not list(in_tmp.rglob("slurm-*.out"))
+    fig = ps.plot(metrics, x=['term1', 'term2'], y=['product', 'quotient'])
+    assert len(fig.get_axes()) == 4
+
+
+def test_failed_cancelled_and_resubmitted(in_tmp):
+    script = textwrap.dedent("""\
+        #!/bin/bash
+        if [ {kind} = fail ]; then echo 'RuntimeError: boom' >&2; exit 1; fi
+        if [ {kind} = slow ]; then sleep 120; fi
+        echo ok
+    """)
+    jobs = ps.submit(script, "job_{kind}", ps.ParamSpace(kind=["ok", "fail", "slow"]), use="slurm")
+    deadline = time.time() + 60
+    while ps.status(jobs).job_state.iloc[2] != "RUNNING" and time.time() < deadline:
+        time.sleep(0.5)
+    cancelled = ps.cancel(jobs.iloc[[2]])
+    assert list(cancelled.job_state) == ["CANCELLED"]
+    jobs = _wait(jobs)
+    assert list(jobs.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
+    assert jobs.iloc[1].exit_code == 1 and jobs.iloc[1].error == "RuntimeError: boom"
+    assert jobs.iloc[2].error == "cancelled"
+    again = ps.resubmit(jobs, states=["FAILED"])
+    assert list(again.attempt) == [1, 2, 1]
+    again = _wait(again)
+    assert list(again.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
+    assert os.path.exists(in_tmp / "job_fail" / "job.2.err")
+    with pytest.raises(ps.ParamSearchError, match="cannot resubmit jobs in state PENDING"):
+        ps.resubmit(jobs, states=["PENDING"])
+
+
+def test_status_and_wait_make_one_squeue_and_one_sacct_call_per_refresh(in_tmp, command_log):
+    jobs = ps.submit("sleep 1\nexit {i}\n", "job_{i}", ps.ParamSpace(i=range(40)), use="slurm",
+                     max_running=10)
+    before = len(command_log())
+    ps.status(jobs)
+    calls = command_log()[before:]
+    assert len([c for c in calls if c.startswith("squeue")]) <= 1
+    assert len([c for c in calls if c.startswith("sacct")]) <= 1
+    start = len(command_log())
+    done = _wait(jobs)
+    polls = command_log()[start:]
+    squeues = [c for c in polls if c.startswith("squeue")]
+    saccts = [c for c in polls if c.startswith("sacct")]
+    n_status = done.attrs.get("polls")
+    assert len(saccts) <= len(squeues) + 1
+    assert list(done.exit_code) == list(range(40))
+    assert list(done.job_state) == ["COMPLETED"] + ["FAILED"] * 39
+
+
+def test_sbatch_rejection_quotes_slurm_and_records_nothing(in_tmp):
+    with pytest.raises(ps.QueueError, match="invalid partition specified: nosuch"):
+        ps.submit("true", "job_{i}", ps.ParamSpace(i=range(3)), use="slurm", partition="nosuch")
+    jobs = ps.load(".")
+    assert set(jobs.job_state) == {"NEW"} and set(jobs.attempt) == {0} and jobs.job_id.isna().all()
+    jobs = ps.submit("true", "job_{i}", ps.ParamSpace(i=range(3)), use="slurm")
+    assert set(_wait(jobs).job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
+
+
+def test_jobs_with_different_resources_go_in_separate_arrays(in_tmp, command_log):
+    script = "#!/bin/bash\n#SBATCH --cpus-per-task={cpus}\necho cpus=$SLURM_CPUS_PER_TASK\n"
+    jobs = ps.submit(script, "job_{cpus}_{i}", ps.ParamSpace(cpus=[1, 2], i=range(3)), use="slurm")
+    sbatch = command_log("sbatch")
+    assert len(sbatch) == 2
+    assert "--cpus-per-task=1" in sbatch[0] and "--cpus-per-task=2" in sbatch[1]
+    jobs = _wait(jobs)
+    assert list(jobs.stdout) == ["cpus=1\n"] * 3 + ["cpus=2\n"] * 3
+
+
+def test_one_sbatch_per_job_without_arrays(in_tmp, command_log):
+    jobs = ps.submit("echo {i}", "job_{i}", ps.ParamSpace(i=range(4)), use="slurm", array=False)
+    assert len(command_log("sbatch")) == 4 and not any("--array" in c for c in command_log("sbatch"))
+    assert jobs.job_id.str.isdigit().all()
+    assert list(_wait(jobs).stdout) == ["0\n", "1\n", "2\n", "3\n"]
+
+
+def _fault_shim(command_log, name, body):
+    shim = command_log.shims / name
+    real = shim.read_text().splitlines()[-1]   # the exec line of the logging shim
+    shim.write_text(f"#!/bin/bash\necho \"{name} $*\" >> {command_log.shims.parent}/calls.log\n"
+                    f"{body}\n{real}\n")
+
+
+def test_transient_sbatch_refusals_are_retried_then_reported(in_tmp, command_log):
+    counter = command_log.shims.parent / "refusals"
+    _fault_shim(command_log, "sbatch", textwrap.dedent(f"""\
+        n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}
+        if [ "$n" -lt 2 ]; then
+            echo 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation' >&2
+            exit 1
+        fi"""))
+    jobs = ps.submit("true", "job_{i}", ps.ParamSpace(i=range(2)), use="slurm")
+    assert len(command_log("sbatch")) == 3 and set(jobs.job_state) != {"NEW"}
+    _fault_shim(command_log, "sbatch", "echo 'sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying' >&2; exit 1")
+    start = time.time()
+    with pytest.raises(ps.QueueError, match="temporarily unable to accept job"):
+        ps.submit("true", "other_{i}", ps.ParamSpace(i=range(2)), use="slurm", work_dir="b",
+                  submit_timeout=2)
+    assert time.time() - start < 15
+    assert set(ps.load("b").job_state) == {"NEW"}
+    _wait(jobs)
+
+
+def test_without_accounting_states_come_from_squeue_and_the_jobs_own_files(in_tmp, command_log):
+    _fault_shim(command_log, "sacct", "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1")
+    jobs = ps.submit("echo hi; exit {code}", "job_{code}", ps.ParamSpace(code=[0, 3]), use="slurm")
+    jobs = _wait(jobs)
+    assert list(jobs.job_state) == ["COMPLETED", "FAILED"] and list(jobs.exit_code) == [0, 3]
+    assert command_log("sacct")   # it was asked, failed, and that failure was not read as job failure
+
+
+def test_large_sweep_is_chunked_by_max_array_size_and_throttled(in_tmp, command_log):
+    n, throttle = 2000, 20
+    jobs = ps.submit("true\n", "job_{i}", ps.ParamSpace(i=range(n)), use="slurm",
+                     max_running=throttle)
+    sbatch = command_log("sbatch")
+    max_array = ps.SlurmQueue().max_array_size()
+    assert len(sbatch) == -(-n // max_array)
+    assert f"--array=0-{max_array - 1}%{throttle}" in sbatch[0]
+    assert f"--array=0-{n - max_array - 1}%{throttle}" in sbatch[1]
+    jobs = _wait(jobs, timeout=600)
+    assert set(jobs.job_state) == {"COMPLETED"}
+    arrays = jobs.job_id.str.split("_").str[0]
+    for array_id, group in jobs.groupby(arrays):
+        events = sorted([(t, 1) for t in group.started] + [(t, -1) for t in group.ended])
+        running = peak = 0
+        for _, step in events:
+            running += step
+            peak = max(peak, running)
+        assert peak <= throttle, f"array {array_id} ran {peak} tasks at once"
+
+
+CONTROLLER = textwrap.dedent("""
+    import sys
+    import param_search as ps
+    ps.submit('echo ran >> ran.txt', 'job_{i}', ps.ParamSpace(i=range(int(sys.argv[2]))),
+              use='slurm', work_dir=sys.argv[1], array=sys.argv[3] == 'array')
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["single", "array"])
+def test_kill_9_during_submit_then_rerun_runs_every_job_exactly_once(tmp_path, mode):
+    rng = random.Random(7)
+    n = 150
+    landed = 0
+    for trial in range(5):
+        work_dir = tmp_path / f"t{trial}"
+        proc = subprocess.Popen([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode],
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 1.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        index = work_dir / ".param_search" / "index.json"
+        landed += index.exists() and '"SUBMITTING"' in index.read_text()
+        subprocess.run([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode], check=True,
+                       stderr=subprocess.DEVNULL)
+        jobs = _wait(ps.load(work_dir), timeout=300)
+        assert set(jobs.job_state) == {"COMPLETED"}
+        for i in range(n):
+            assert (work_dir / f"job_{i}" / "ran.txt").read_text() == "ran\n"
+    if mode == "single":
+        assert landed >= 1   # at least one kill hit the window between sbatch and recording
+
+
+def test_time_limit_is_timeout_with_an_error_line(timeout_job):
+    jobs = _wait(timeout_job, timeout=240)
+    row = jobs.iloc[0]
+    assert row.job_state == "TIMEOUT"
+    assert row.error in ("time limit reached (TIMEOUT)",) or "TIME LIMIT" in row.error
+    assert row.stdout == "working\n"
+    assert ps.resubmit(jobs, states=["TIMEOUT"], time="0:02:00", wait=False).attempt.iloc[0] == 2
+    ps.cancel(jobs)

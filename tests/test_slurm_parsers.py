@@ -1,0 +1,118 @@
+"""Slurm's text, captured from a real Slurm 22.05 (tests/data/slurm/README.md), parsed."""
+import pathlib
+
+import pytest
+
+from param_search.errors import QueueError
+from param_search.queues import slurm
+
+DATA = pathlib.Path(__file__).parent / "data" / "slurm"
+
+
+def read(name):
+    return (DATA / name).read_text()
+
+
+def test_sbatch_parsable():
+    assert slurm.parse_sbatch(read("sbatch_parsable.txt")) == "472"
+    assert slurm.parse_sbatch(read("sbatch_parsable_cluster.txt")) == "479"
+    with pytest.raises(QueueError, match="no job id"):
+        slurm.parse_sbatch("sbatch: error: something\n")
+
+
+def test_max_array_size_from_scontrol():
+    assert slurm.parse_max_array_size(read("scontrol_show_config.txt")) == 1001
+    assert slurm.parse_max_array_size("MaxArraySize            = 40001\n") == 40001
+
+
+def test_squeue_pending_running_and_reasons():
+    # the capture has extra columns; our own format is %i|%T|%r|%N|%V
+    lines = [ln.split("|") for ln in read("squeue.txt").splitlines()]
+    ours = "\n".join("|".join([f[0], f[4], f[5], f[6], f[8]]) for f in lines)
+    info = slurm.parse_squeue(ours)
+    assert info["472_1"]["state"] == "PENDING" and info["472_1"]["reason"] == "JobArrayTaskLimit"
+    assert info["474"]["reason"] == "JobHeldUser"
+    assert info["472_0"]["state"] == "RUNNING" and info["472_0"]["node"] == "localhost"
+    assert info["472_0"]["reason"] is None
+    assert info["475"]["submit"] is not None
+
+
+def test_squeue_with_all_states_maps_final_states():
+    lines = [ln.split("|") for ln in read("squeue_finished.txt").splitlines()]
+    ours = "\n".join("|".join([f[0], f[4], f[5], f[6], f[8]]) for f in lines)
+    info = slurm.parse_squeue(ours)
+    assert info["472_2"]["state"] == "CANCELLED"
+    assert info["472_1"]["state"] == "FAILED"
+    assert info["473"]["state"] == "COMPLETED"
+
+
+def test_sacct_final_states_exit_codes_and_signals():
+    info = slurm.parse_sacct(read("sacct.txt"))
+    assert info["470"]["state"] == "TIMEOUT"
+    assert info["475"]["state"] == "CANCELLED"          # "CANCELLED by 0"
+    assert info["475"]["node"] is None and info["475"]["start"] is None   # never started
+    assert info["472_1"]["state"] == "FAILED" and info["472_1"]["exit_code"] == 3
+    assert info["492"]["state"] == "FAILED" and info["492"]["signal"] == "9"
+    assert info["473"]["state"] == "COMPLETED" and info["473"]["exit_code"] == 0
+    assert info["473"]["end"] - info["473"]["start"] == 25
+    assert "481_1" not in info   # a pending task cancelled by scancel leaves no trace
+
+
+def test_sacct_expands_pending_array_ranges():
+    info = slurm.parse_sacct(read("sacct_active.txt"))
+    assert info["493_0"]["state"] == "COMPLETED"
+    assert [info[f"493_{i}"]["state"] for i in (1, 2, 3)] == ["PENDING"] * 3
+    assert slurm.expand_array_id("7_[1-3,5%2]") == ["7_1", "7_2", "7_3", "7_5"]
+
+
+@pytest.mark.parametrize("native,ours", [
+    ("OUT_OF_MEMORY", "OUT_OF_MEMORY"), ("NODE_FAIL", "NODE_FAIL"), ("PREEMPTED", "PREEMPTED"),
+    ("BOOT_FAIL", "NODE_FAIL"), ("DEADLINE", "TIMEOUT"), ("COMPLETING", "RUNNING"),
+    ("REQUEUED", "PENDING"), ("SUSPENDED", "PENDING"),
+])
+def test_native_state_map(native, ours):
+    line = f"9|9|j|{native}|0:0|00:00:01|n|2026-01-01T00:00:00|2026-01-01T00:00:00|Unknown"
+    assert slurm.parse_sacct(line)["9"]["state"] == ours
+
+
+def _record(**kw):
+    base = {"job_id": "9", "state": "RUNNING", "exit_code": None, "started": None, "ended": None,
+            "node": None, "reason": None, "submitted": 1_800_000_000.0}
+    return {**base, **kw}
+
+
+def test_answers_about_an_older_job_with_the_same_id_are_ignored():
+    old = {"9": {"state": "FAILED", "submit": 1_700_000_000.0}}
+    new = {"9": {"state": "FAILED", "submit": 1_800_000_010.0}}
+    assert slurm._fresh(old, [_record()]) == {}
+    assert slurm._fresh(new, [_record()]) == new
+
+
+def test_the_jobs_own_exit_code_wins_except_for_scheduler_verdicts():
+    finished = _record(state="FAILED", exit_code=143)
+    slurm._apply(finished, {"state": "FAILED", "exit_code": 0})
+    assert finished["state"] == "FAILED" and finished["exit_code"] == 143
+    slurm._apply(finished, {"state": "TIMEOUT", "exit_code": 0, "start": 1.0, "end": 2.0})
+    assert finished["state"] == "TIMEOUT" and finished["exit_code"] == 143
+    pending = _record(state="PENDING")
+    slurm._apply(pending, {"state": "PENDING", "reason": "Priority"})
+    assert pending["reason"] == "Priority"
+
+
+def test_directives_are_read_like_sbatch_and_own_options_dropped():
+    script = ("#!/bin/bash\n#SBATCH --job-name=x -o %J.out\n#SBATCH -e %J.err\n"
+              "#SBATCH --mem=2G --cpus-per-task=4  # comment\n# plain comment\n\n"
+              "#SBATCH -p gpu\n#SBATCH -J name\n#SBATCH -ofile\necho hi\n#SBATCH --time=5\n")
+    assert slurm.script_directives(script) == ["--mem=2G", "--cpus-per-task=4", "-p", "gpu"]
+
+
+def test_unknown_sbatch_option_keyword_lists_the_valid_ones():
+    from param_search.errors import ParamSearchError
+    from param_search.queues.base import make_queue
+
+    with pytest.raises(ParamSearchError, match="unknown option 'memory'.*partition, time, mem"):
+        make_queue("slurm", memory="4G")
+    queue = make_queue("slurm", partition="gpu", time="1:00:00", mem="4G", cpus_per_task=2,
+                       gres="gpu:1", account="lab", extra_args=["--exclusive"])
+    assert queue.options == ["--partition=gpu", "--time=1:00:00", "--mem=4G", "--cpus-per-task=2",
+                             "--gres=gpu:1", "--account=lab", "--exclusive"]
