@@ -22,7 +22,7 @@ def _wait(jobs, timeout=180):
     return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def timeout_job(tmp_path_factory, slurm):
     """A job that overruns its 1-minute limit, submitted first so the wait overlaps other tests."""
     work_dir = tmp_path_factory.mktemp("timeout")
@@ -104,7 +104,6 @@ def test_status_and_wait_make_one_squeue_and_one_sacct_call_per_refresh(in_tmp, 
     polls = command_log()[start:]
     squeues = [c for c in polls if c.startswith("squeue")]
     saccts = [c for c in polls if c.startswith("sacct")]
-    n_status = done.attrs.get("polls")
     assert len(saccts) <= len(squeues) + 1
     assert list(done.exit_code) == list(range(40))
     assert list(done.job_state) == ["COMPLETED"] + ["FAILED"] * 39

@@ -201,7 +201,8 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     """Block until every job is final; return the refreshed table.
 
     Local jobs that no process is running are run here (``workers`` at a time). Other
-    queues are polled with exponential backoff from ``poll_interval`` to ``max_interval``.
+    queues are polled (one batched refresh per poll) every ``poll_interval`` seconds while
+    jobs change state, backing off by 1.5x per quiet poll up to ``max_interval``.
 
     Raises:
         TimeoutError: ``timeout`` seconds passed first.
@@ -220,9 +221,11 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
                 raise TimeoutError(f"jobs still not finished after {timeout} s: "
                                    f"{dict(Counter(table['job_state']))}")
             time.sleep(interval)
-            interval = min(interval * 1.5, max_interval)
             _run_local(exp, names, workers, progress, deadline)
+            before = Counter(table["job_state"])
             table = status(_names_frame(exp, list(table["job_name"])))
+            changed = Counter(table["job_state"]) != before
+            interval = poll_interval if changed else min(interval * 1.5, max_interval)
         if bar is not None:
             _show(bar, table)
     finally:

@@ -1,0 +1,152 @@
+"""Slurm benchmarks against raw Slurm commands timed in the same run (needs a live cluster).
+
+    python benchmarks/bench_slurm.py [--jobs 10000] [--small 200]
+
+The 10,000-job figures submit held jobs (``--hold``) and cancel them afterwards, so the
+cluster is not kept busy; the 200-job figure runs its jobs to the end.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import param_search as ps
+from param_search.experiment import Experiment
+from param_search.queues.slurm import SlurmQueue
+
+SCRIPT = "#!/bin/bash\ntrue\n"
+
+
+def report(label: str, ours: float, base: float, base_label: str, target: float, extra: str = "") -> None:
+    ratio = ours / base
+    verdict = "OK" if ratio <= target else "MISSED"
+    print(f"{label}: {ours:.3f} s vs {base_label} {base:.3f} s = {ratio:.2f}x (target <= {target}x) "
+          f"{verdict}{extra}")
+
+
+def run(argv: list[str]) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+def plain_setup_and_raw_sbatch(root: str, n: int, max_array: int, hold: bool) -> tuple[float, list[str]]:
+    """The baseline: a plain loop writing the job folders, then raw sbatch --array calls."""
+    work_dir = os.path.join(root, f"raw{time.time_ns()}")
+    t0 = time.perf_counter()
+    os.makedirs(work_dir)
+    for i in range(n):
+        job_dir = os.path.join(work_dir, f"job_{i}")
+        os.mkdir(job_dir)
+        with open(os.path.join(job_dir, "params.json"), "w") as f:
+            f.write(f'{{"i": {i}}}')
+        with open(os.path.join(job_dir, "job.sh"), "w") as f:
+            f.write(SCRIPT)
+    driver = os.path.join(work_dir, "driver.sh")
+    with open(driver, "w") as f:
+        f.write(f'#!/bin/bash\ncd {work_dir}/job_$((SLURM_ARRAY_TASK_ID + OFFSET)) && bash job.sh\n')
+    ids = []
+    for offset in range(0, n, max_array):
+        size = min(max_array, n - offset)
+        argv = ["sbatch", "--parsable", f"--array=0-{size - 1}", f"--export=ALL,OFFSET={offset}",
+                "-o", "/dev/null", *(["--hold"] if hold else []), driver]
+        ids.append(run(argv).strip().split(";")[0])
+    return time.perf_counter() - t0, ids
+
+
+def bench_submit(root: str, n: int) -> None:
+    queue = SlurmQueue(extra_args=["--hold"])
+    max_array = queue.max_array_size()
+    work_dir = os.path.join(root, "ours")
+    log = os.path.join(root, "calls.log")
+    t0 = time.perf_counter()
+    jobs = ps.submit(SCRIPT, "job_{i}", ps.ParamSpace(i=range(n)), use=queue, work_dir=work_dir,
+                     progress=False)
+    t_ours = time.perf_counter() - t0
+    n_arrays = jobs.job_id.str.split("_").str[0].nunique()
+    t_raw, raw_ids = plain_setup_and_raw_sbatch(root, n, max_array, hold=True)
+    report(f"ps.submit of {n} jobs (set-up + submit)", t_ours, t_raw,
+           "plain loop writing the folders + raw sbatch --array", 1.3,
+           f"; {n_arrays} sbatch calls (MaxArraySize={max_array}, ceil = {math.ceil(n / max_array)})")
+    run(["scancel", *raw_ids])
+
+    # submit alone, on jobs already set up
+    exp = Experiment.open(work_dir)
+    records = list(exp.load_records().values())
+    for r in records:
+        r.update(attempt=r["attempt"] + 1, batch=f"ps-bench-{time.time_ns()}", state="SUBMITTING")
+    t0 = time.perf_counter()
+    SlurmQueue(extra_args=["--hold"], max_array_size=max_array).submit(exp, records, [SCRIPT] * n)
+    t_submit = time.perf_counter() - t0
+    again_ids = sorted({r["job_id"].split("_")[0] for r in records})
+    print(f"submitting {n} set-up jobs: {t_submit:.3f} s in {len(again_ids)} sbatch calls "
+          f"(target <= 0.5 s and <= {math.ceil(n / max_array)} calls) "
+          f"{'OK' if t_submit <= 0.5 and len(again_ids) <= math.ceil(n / max_array) else 'MISSED'}")
+    run(["scancel", *again_ids])
+    bench_status(jobs, root)
+
+
+def bench_status(jobs, root: str) -> None:
+    """ps.status of every held job, vs the raw scheduler calls it makes."""
+    shims = os.path.join(root, "shims")
+    os.makedirs(shims, exist_ok=True)
+    log = os.path.join(root, "status.log")
+    for name in ("squeue", "sacct"):
+        real = shutil.which(name)
+        with open(os.path.join(shims, name), "w") as f:
+            f.write(f'#!/bin/bash\nprintf "%s\\0" {real} "$@" >> {log}; echo >> {log}\nexec {real} "$@"\n')
+        os.chmod(os.path.join(shims, name), 0o755)
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{shims}:{path}"
+    try:
+        t0 = time.perf_counter()
+        table = ps.status(jobs)
+        t_ours = time.perf_counter() - t0
+    finally:
+        os.environ["PATH"] = path
+    calls = [line.rstrip("\0").split("\0") for line in open(log).read().splitlines() if line]
+    t0 = time.perf_counter()
+    for argv in calls:
+        subprocess.run(argv, capture_output=True, text=True)
+    t_raw = time.perf_counter() - t0
+    states = table.job_state.value_counts().to_dict()
+    report(f"ps.status of {len(table)} jobs ({len(calls)} scheduler calls, target <= 2)", t_ours,
+           t_raw, "the same raw calls", 2.0, f"; states {states}")
+    run(["scancel", *sorted(set(table.job_id.str.split("_").str[0]))])
+
+
+def bench_small_run(root: str, n: int) -> None:
+    """n trivial jobs from submit to the end of wait, vs raw sbatch --array + a polling loop."""
+    t0 = time.perf_counter()
+    jobs = ps.submit(SCRIPT, "job_{i}", ps.ParamSpace(i=range(n)), use="slurm",
+                     work_dir=os.path.join(root, "small"), progress=False)
+    jobs = ps.wait(jobs, progress=False, poll_interval=0.5)
+    t_ours = time.perf_counter() - t0
+    assert set(jobs.job_state) == {"COMPLETED"}, jobs.job_state.value_counts()
+    t0 = time.perf_counter()
+    _, ids = plain_setup_and_raw_sbatch(root, n, 10**9, hold=False)
+    while run(["squeue", "--noheader", "--array", f"--jobs={','.join(ids)}", "--format=%i"]).strip():
+        time.sleep(0.5)
+    t_raw = time.perf_counter() - t0
+    report(f"{n} trivial jobs, ps.submit to the end of ps.wait", t_ours, t_raw,
+           "raw sbatch --array + squeue polling loop (0.5 s)", 1.15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=200)
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="ps-bench-slurm-")
+    try:
+        bench_submit(root, args.jobs)
+        bench_small_run(root, args.small)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
