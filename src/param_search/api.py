@@ -177,13 +177,13 @@ def status(jobs: JobsLike) -> pd.DataFrame:
     with exp.lock():
         records = exp.load_records()
         chosen = _select(records, names)
-        _reconcile(exp, chosen)
-        if refresh(exp, chosen):
+        stuck = _reconcile(exp, chosen)
+        if refresh(exp, chosen) or stuck:
             exp.save_records(records)
     return jobs_table(exp, chosen)
 
 
-def _reconcile(exp: Experiment, records: list[Record]) -> None:
+def _reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
     """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
     stuck = [r for r in records if r["state"] == JobState.SUBMITTING.value]
     for name in {r["queue"] for r in stuck}:
@@ -193,6 +193,7 @@ def _reconcile(exp: Experiment, records: list[Record]) -> None:
         if record["state"] == JobState.SUBMITTING.value:
             record.update(state=JobState.NEW.value, attempt=record["attempt"] - 1, queue=None,
                           batch=None, submitted=None)
+    return stuck
 
 
 def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] | None = None,

@@ -32,8 +32,13 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+try:   # 3-5x faster than json for the index; json is the fallback, same format
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None
+
 from .errors import ConflictError, ExperimentError
-from .render import STATE_DIR_NAME, RenderedJob, params_hash
+from .render import STATE_DIR_NAME, RenderedJob, _json_default, params_hash
 from .states import JobState
 
 INDEX_VERSION = 1
@@ -169,7 +174,7 @@ class Experiment:
             return {name: dict(r) for name, r in self._cache[1].items()}
         try:
             with open(self.index_path, "rb") as f:
-                data = json.loads(f.read())
+                data = _loads(f.read())
             records = {r["job_name"]: r for r in data["jobs"]}
         except (ValueError, KeyError, TypeError) as exc:
             return self._rebuild_if_jobs(f"is unreadable ({exc})")
@@ -179,8 +184,7 @@ class Experiment:
     def save_records(self, records: dict[str, Record]) -> None:
         """Atomically replace the index with ``records``."""
         data = {"version": INDEX_VERSION, "jobs": list(records.values())}
-        text = json.dumps(data, separators=(",", ":"))
-        _atomic_write(self.index_path, text)
+        _atomic_write(self.index_path, _dumps(data))
         st = os.stat(self.index_path)
         self._cache = ((st.st_ino, st.st_mtime_ns, st.st_size), {n: dict(r) for n, r in records.items()})
 
@@ -271,6 +275,16 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
     )
 
 
+def _dumps(data: Any) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(data, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(data, separators=(",", ":"), default=_json_default).encode()
+
+
+def _loads(data: bytes) -> Any:
+    return orjson.loads(data) if orjson is not None else json.loads(data)
+
+
 def _params_json(job: RenderedJob) -> str:
     return json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
                       sort_keys=True) + "\n"
@@ -280,21 +294,21 @@ def _token(nbytes: int) -> str:
     return os.urandom(nbytes).hex()
 
 
-def _write(path: str, text: str, mode: int = 0o644) -> None:
+def _write(path: str, text: str | bytes, mode: int = 0o644) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        data = text.encode()
+        data = text.encode() if isinstance(text, str) else text
         while data:
             data = data[os.write(fd, data):]
     finally:
         os.close(fd)
 
 
-def _atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+def _atomic_write(path: str, text: str | bytes, mode: int = 0o644) -> None:
     tmp = f"{path}.tmp-{os.getpid()}-{_token(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

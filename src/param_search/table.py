@@ -21,16 +21,25 @@ def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
     """Build the jobs table of ``records`` (in the order given)."""
     records = list(records)
     param_names = _param_names(records)
-    columns: dict[str, list] = {name: [] for name in param_names}
-    columns.update({name: [] for name in JOB_COLUMNS})
-    for r in records:
-        params = r["params"]
-        for name in param_names:
-            columns[name].append(params.get(name))
-        _append_job_columns(exp, r, columns)
+    columns: dict[str, list] = {name: [r["params"].get(name) for r in records] for name in param_names}
+    prefix = exp.work_dir.rstrip("/") + "/"
+    columns["job_name"] = [r["job_name"] for r in records]
+    columns["job_dir"] = [prefix + name for name in columns["job_name"]]
+    columns["job_id"] = [r["job_id"] for r in records]
+    columns["job_state"] = [r["state"] for r in records]
+    columns["exit_code"] = [r["exit_code"] for r in records]
+    columns["runtime"] = [r["ended"] - r["started"] if r["started"] and r["ended"] else None
+                          for r in records]
+    columns["error"] = [r["error"] for r in records]
+    columns["stdout"], columns["stderr"] = _logs(exp, records)
+    for name, key in (("attempt", "attempt"), ("queue", "queue"), ("node", "node"),
+                      ("reason", "reason"), ("hash", "hash"), ("submitted", "submitted"),
+                      ("started", "started"), ("ended", "ended")):
+        columns[name] = [r[key] for r in records]
     table = pd.DataFrame(columns)
     table["exit_code"] = table["exit_code"].astype("Int64")
     table["attempt"] = table["attempt"].astype("int64")
+    table["runtime"] = table["runtime"].astype("float64")
     for name in ("submitted", "started", "ended"):
         table[name] = pd.to_datetime(table[name].astype("float64"), unit="s")
     table.attrs["work_dir"] = exp.work_dir
@@ -46,20 +55,17 @@ def _param_names(records: list[Record]) -> list[str]:
     return [n for n in names if n not in JOB_COLUMNS]
 
 
-def _append_job_columns(exp: Experiment, r: Record, columns: dict[str, list]) -> None:
-    stdout, stderr = r["stdout"], r["stderr"]
-    if r["state"] == JobState.RUNNING.value:   # live logs of running jobs
-        stdout = read_tail(exp.attempt_path(r, "out"))
-        stderr = read_tail(exp.attempt_path(r, "err"))
-    started, ended = r["started"], r["ended"]
-    values = (
-        r["job_name"], os.path.join(exp.work_dir, r["job_name"]), r["job_id"], r["state"],
-        r["exit_code"], (ended - started) if started and ended else None, r["error"],
-        stdout or "", stderr or "", r["attempt"], r["queue"], r["node"], r["reason"], r["hash"],
-        r["submitted"], started, ended,
-    )
-    for name, value in zip(JOB_COLUMNS, values):
-        columns[name].append(value)
+def _logs(exp: Experiment, records: list[Record]) -> tuple[list[str], list[str]]:
+    """stdout and stderr tails: kept in the index for ended jobs, read live for running ones."""
+    out, err = [], []
+    for r in records:
+        if r["state"] == JobState.RUNNING.value:
+            out.append(read_tail(exp.attempt_path(r, "out")))
+            err.append(read_tail(exp.attempt_path(r, "err")))
+        else:
+            out.append(r["stdout"] or "")
+            err.append(r["stderr"] or "")
+    return out, err
 
 
 def work_dir_of(jobs: pd.DataFrame) -> str:

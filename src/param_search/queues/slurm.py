@@ -9,6 +9,7 @@ to the chunk, except job name, output, error and array, which param_search sets 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -154,12 +155,17 @@ class SlurmQueue(Queue):
 
     def poll(self, exp: "Experiment", records: list["Record"]) -> None:
         """One squeue call for jobs that may be queued, one sacct call for the rest."""
+        from ..tracking import apply_wrapper_files
+
         with_id = [r for r in records if r["job_id"]]
         queued = [r for r in with_id if r["state"] not in FINAL_STATES]
         seen = _fresh(self._squeue(queued), queued)
         for record in queued:
-            if record["job_id"] in seen:
-                _apply(record, seen[record["job_id"]])
+            info = seen.get(record["job_id"])
+            if record["state"] == JobState.PENDING.value and (info is None or info["state"] != "PENDING"):
+                apply_wrapper_files(exp, record)   # it left the queue: what did the job record?
+            if info is not None and record["state"] not in FINAL_STATES:
+                _apply(record, info)
         rest = [r for r in with_id if r["job_id"] not in seen or r["state"] in FINAL_STATES]
         if not rest:
             return
@@ -336,6 +342,7 @@ def _apply(record: "Record", info: dict) -> None:
         record["ended"] = record["ended"] or info.get("end")
 
 
+@functools.lru_cache(maxsize=4096)
 def _epoch(text: str) -> float | None:
     if not text or text in ("Unknown", "None", "N/A"):
         return None
