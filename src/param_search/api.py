@@ -15,7 +15,9 @@ from .experiment import Experiment, Record, conflict_message, new_record, script
 from .queues.base import Queue, make_queue, queue_for
 from .queues.local import LocalQueue, LocalRunner, owner_alive
 from .render import RenderedJob, render_jobs
-from .states import ACTIVE_STATES, FINAL_STATES, RESUBMIT_STATES, JobState
+from .states import (
+    ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
+)
 from .table import jobs_table, work_dir_of
 from .tracking import refresh
 
@@ -87,11 +89,11 @@ def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], 
                 raise ConflictError(conflict_message(exp, job.job_name) + (
                     "; it is still queued or running: ps.cancel it first" if replace else ""))
             plan["changed"].append(job)
-        elif record["state"] == JobState.NEW.value:
+        elif record["state"] == NEW:
             plan["unsent"].append(job)
         elif record["state"] in ACTIVE_STATES:
             plan["active"].append(job)
-        elif record["state"] == JobState.COMPLETED.value:
+        elif record["state"] == COMPLETED:
             plan["completed"].append(job)
         elif retry_failed and (max_attempts is None or record["attempt"] < max_attempts):
             plan["retry"].append(job)
@@ -130,7 +132,7 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
     sending = [records[j.job_name] for j in jobs]
     now = time.time()
     for record in sending:
-        record.update(state=JobState.SUBMITTING.value, attempt=record["attempt"] + 1,
+        record.update(state=SUBMITTING, attempt=record["attempt"] + 1,
                       queue=queue.name, batch=batch, job_id=None, owner=None, submitted=now,
                       exit_code=None, signal=None, started=None, ended=None, node=None,
                       error=None, stdout=None, stderr=None, reason=None)
@@ -142,8 +144,8 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
         queue.submit(exp, sending, scripts)
     finally:
         for record in sending:
-            if record["state"] == JobState.SUBMITTING.value:   # refused: never sent
-                record.update(state=JobState.NEW.value, attempt=record["attempt"] - 1,
+            if record["state"] == SUBMITTING:   # refused: never sent
+                record.update(state=NEW, attempt=record["attempt"] - 1,
                               queue=None, batch=None, submitted=None)
         exp.save_records(records)
 
@@ -157,7 +159,7 @@ def load(work_dir: "str | os.PathLike") -> pd.DataFrame:
 def _open(jobs: JobsLike) -> tuple[Experiment, list[str] | None]:
     """The experiment behind a jobs table or work_dir, and the job names it covers."""
     if isinstance(jobs, pd.DataFrame):
-        names = list(jobs["job_name"]) if "job_name" in jobs else None
+        names = jobs["job_name"].tolist() if "job_name" in jobs else None
         return Experiment.open(work_dir_of(jobs)), names
     return Experiment.open(jobs), None
 
@@ -185,13 +187,13 @@ def status(jobs: JobsLike) -> pd.DataFrame:
 
 def _reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
     """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
-    stuck = [r for r in records if r["state"] == JobState.SUBMITTING.value]
+    stuck = [r for r in records if r["state"] == SUBMITTING]
     for name in {r["queue"] for r in stuck}:
         group = [r for r in stuck if r["queue"] == name]
         queue_for(name).reconcile(exp, group)
     for record in stuck:
-        if record["state"] == JobState.SUBMITTING.value:
-            record.update(state=JobState.NEW.value, attempt=record["attempt"] - 1, queue=None,
+        if record["state"] == SUBMITTING:
+            record.update(state=NEW, attempt=record["attempt"] - 1, queue=None,
                           batch=None, submitted=None)
     return stuck
 

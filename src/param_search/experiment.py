@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover
 
 from .errors import ConflictError, ExperimentError
 from .render import STATE_DIR_NAME, RenderedJob, _json_default, params_hash
-from .states import JobState
+from .states import NEW, UNKNOWN
 
 INDEX_VERSION = 1
 Record = dict[str, Any]
@@ -51,7 +51,7 @@ def new_record(job: RenderedJob) -> Record:
         "job_name": job.job_name, "hash": job.hash, "params": job.params,
         "script_hash": script_digest(job.script), "mode": script_mode(job.script),
         "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None,
-        "state": JobState.NEW.value, "exit_code": None, "signal": None,
+        "state": NEW, "exit_code": None, "signal": None,
         "submitted": None, "started": None, "ended": None, "node": None, "reason": None,
         "error": None, "stdout": None, "stderr": None,
     }
@@ -78,7 +78,6 @@ class Experiment:
         self.state_dir = os.path.join(self.work_dir, STATE_DIR_NAME)
         self.index_path = os.path.join(self.state_dir, "index.json")
         self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
-        self._cache: tuple | None = None
         self._lock_depth = 0
         self._lock_fd: int | None = None
 
@@ -166,27 +165,18 @@ class Experiment:
     def load_records(self) -> dict[str, Record]:
         """All job records by name, from the index, rebuilt from job folders if it is lost."""
         try:
-            st = os.stat(self.index_path)
-        except FileNotFoundError:
-            return self._rebuild_if_jobs("is missing")
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if self._cache and self._cache[0] == key:
-            return {name: dict(r) for name, r in self._cache[1].items()}
-        try:
             with open(self.index_path, "rb") as f:
                 data = _loads(f.read())
-            records = {r["job_name"]: r for r in data["jobs"]}
+            return {r["job_name"]: r for r in data["jobs"]}
+        except FileNotFoundError:
+            return self._rebuild_if_jobs("is missing")
         except (ValueError, KeyError, TypeError) as exc:
             return self._rebuild_if_jobs(f"is unreadable ({exc})")
-        self._cache = (key, records)
-        return {name: dict(r) for name, r in records.items()}
 
     def save_records(self, records: dict[str, Record]) -> None:
         """Atomically replace the index with ``records``."""
         data = {"version": INDEX_VERSION, "jobs": list(records.values())}
         _atomic_write(self.index_path, _dumps(data))
-        st = os.stat(self.index_path)
-        self._cache = ((st.st_ino, st.st_mtime_ns, st.st_size), {n: dict(r) for n, r in records.items()})
 
     def update(self, changed: list[Record]) -> dict[str, Record]:
         """Write ``changed`` records into the index under the lock; return the new index."""
@@ -235,7 +225,7 @@ class Experiment:
         attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
                     if n.startswith("job.") and n.endswith(".status") and n.split(".")[1].isdigit()]
         if attempts:
-            record.update(attempt=max(attempts), queue=meta.get("queue"), state=JobState.UNKNOWN.value)
+            record.update(attempt=max(attempts), queue=meta.get("queue"), state=UNKNOWN)
         return record
 
     # -- job folders -------------------------------------------------------------------

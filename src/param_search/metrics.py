@@ -8,7 +8,7 @@ import warnings
 import pandas as pd
 
 from .errors import MetricsError
-from .experiment import Experiment
+
 from .table import work_dir_of
 
 DEFAULT_PATTERN = "{job_name}.metrics"

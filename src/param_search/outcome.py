@@ -5,7 +5,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .states import JobState
+from .states import CANCELLED, COMPLETED, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, TIMEOUT
 
 #: Only the last this-many bytes of a log are kept in the jobs table.
 LOG_TAIL_BYTES = 8192
@@ -96,17 +96,17 @@ _SCHEDULER = re.compile(r"^.*(DUE TO TIME LIMIT|oom[-_ ]kill|Out Of Memory|out o
 _ERRORISH = re.compile(r"^.*\b(error|fatal|failed|exception|not found|no such file|denied|segmentation fault)\b.*$", re.M | re.I)
 
 _STATE_TEXT = {
-    JobState.TIMEOUT.value: "time limit reached (TIMEOUT)",
-    JobState.OUT_OF_MEMORY.value: "out of memory (OUT_OF_MEMORY)",
-    JobState.CANCELLED.value: "cancelled",
-    JobState.NODE_FAIL.value: "node failure (NODE_FAIL)",
-    JobState.PREEMPTED.value: "preempted by the scheduler (PREEMPTED)",
+    TIMEOUT: "time limit reached (TIMEOUT)",
+    OUT_OF_MEMORY: "out of memory (OUT_OF_MEMORY)",
+    CANCELLED: "cancelled",
+    NODE_FAIL: "node failure (NODE_FAIL)",
+    PREEMPTED: "preempted by the scheduler (PREEMPTED)",
 }
 
 
 def error_line(state: str, exit_code: int | None, stderr: str, signal: str | None = None) -> str:
     """The most telling line explaining why a job did not complete ('' if it did)."""
-    if state == JobState.COMPLETED.value:   # stderr is no failure; but show a traceback's line
+    if state == COMPLETED:   # stderr is no failure; but show a traceback's line
         return _last_match(stderr, (_EXCEPTION, 1), (_SCHEDULER, 0))
     if state in _STATE_TEXT:
         return _last_match(stderr, (_SCHEDULER, 0), (_EXCEPTION, 1)) or _STATE_TEXT[state]

@@ -186,7 +186,7 @@ def check_job_name(job_name: str, params: Mapping | None = None) -> None:
     elif any(ch in job_name for ch in "/\0\t\n\r"):
         problem = "contains '/', a NUL, tab or newline character"
     elif job_name == STATE_DIR_NAME:
-        problem = f"is reserved for the experiment's own state"
+        problem = "is reserved for the experiment's own state"
     elif len(job_name.encode()) > 255:
         problem = "is longer than 255 bytes"
     if problem:

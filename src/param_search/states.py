@@ -39,6 +39,11 @@ class JobState(str, enum.Enum):
         return self.value in ACTIVE_STATES
 
 
+# The states as plain strings (what records and tables hold), for fast comparisons.
+NEW, SUBMITTING, PENDING, RUNNING = "NEW", "SUBMITTING", "PENDING", "RUNNING"
+COMPLETED, FAILED, CANCELLED, TIMEOUT = "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"
+OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, UNKNOWN = "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "UNKNOWN"
+
 FINAL_STATES = frozenset(
     {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
 )

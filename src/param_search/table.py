@@ -8,7 +8,7 @@ import pandas as pd
 
 from .experiment import Experiment, Record
 from .outcome import read_tail
-from .states import JobState
+from .states import RUNNING
 
 #: Columns after the params, in order.
 JOB_COLUMNS = (
@@ -48,10 +48,8 @@ def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
 
 def _param_names(records: list[Record]) -> list[str]:
     names: dict[str, None] = {}
-    for r in records:
-        if len(names) and r["params"].keys() == names.keys():
-            continue
-        names.update(dict.fromkeys(r["params"]))
+    for keys in dict.fromkeys(tuple(r["params"]) for r in records):   # distinct key tuples
+        names.update(dict.fromkeys(keys))
     return [n for n in names if n not in JOB_COLUMNS]
 
 
@@ -59,7 +57,7 @@ def _logs(exp: Experiment, records: list[Record]) -> tuple[list[str], list[str]]
     """stdout and stderr tails: kept in the index for ended jobs, read live for running ones."""
     out, err = [], []
     for r in records:
-        if r["state"] == JobState.RUNNING.value:
+        if r["state"] == RUNNING:
             out.append(read_tail(exp.attempt_path(r, "out")))
             err.append(read_tail(exp.attempt_path(r, "err")))
         else:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from collections.abc import Iterable
 
 from .experiment import Experiment, Record
 from .outcome import error_line, read_status, read_tail
 from .queues.base import queue_for
-from .states import ACTIVE_STATES, FINAL_STATES, JobState, state_from_exit_code
+from .states import (
+    ACTIVE_STATES, COMPLETED, FINAL_STATES, JobState, PENDING, RUNNING, state_from_exit_code,
+)
 
 _CANCEL_SIGNALS = ("TERM", "INT")
 
@@ -26,7 +29,7 @@ def apply_wrapper_files(exp: Experiment, record: Record) -> None:
             if record["queue"] is None:
                 record["queue"] = "slurm" if started.scheduler_id else "local"
             if ended is None:
-                record["state"] = JobState.RUNNING.value
+                record["state"] = RUNNING
                 record["reason"] = None
     if ended is not None:
         record["exit_code"], record["ended"], record["signal"] = ended.exit_code, ended.ended, ended.signal
@@ -55,10 +58,10 @@ def refresh(exp: Experiment, records: Iterable[Record]) -> list[Record]:
     active = [r for r in records if r["state"] in ACTIVE_STATES]
     before = [_signature(r) for r in active]
     for record in active:
-        if record["state"] != JobState.PENDING.value or record["queue"] in (None, "local"):
+        if record["state"] != PENDING or record["queue"] in (None, "local"):
             apply_wrapper_files(exp, record)
     ask = [r for r in active if r["state"] in ACTIVE_STATES
-           or (r["queue"] not in (None, "local") and r["state"] != JobState.COMPLETED.value)]
+           or (r["queue"] not in (None, "local") and r["state"] != COMPLETED)]
     for name, group in itertools.groupby(sorted(ask, key=_queue_name), key=_queue_name):
         queue_for(name).poll(exp, list(group))
     for record in active:
@@ -67,8 +70,7 @@ def refresh(exp: Experiment, records: Iterable[Record]) -> list[Record]:
     return [r for r, sig in zip(active, before) if _signature(r) != sig]
 
 
-def _signature(record: Record) -> tuple:
-    return tuple(record[k] for k in ("state", "job_id", "reason", "node", "exit_code", "started", "ended"))
+_signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended")
 
 
 def _queue_name(record: Record) -> str:

@@ -15,7 +15,9 @@ import time
 from typing import TYPE_CHECKING
 
 from ..outcome import process_alive, read_start, read_status
-from ..states import JobState, state_from_exit_code
+from ..states import (
+    CANCELLED, FAILED, JobState, PENDING, RUNNING, SUBMITTING, state_from_exit_code,
+)
 from .base import Queue
 
 if TYPE_CHECKING:
@@ -55,16 +57,16 @@ class LocalQueue(Queue):
 
     def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
         for record in records:
-            record.update(state=JobState.PENDING.value, owner=None, job_id=None, reason=NO_RUNNER)
+            record.update(state=PENDING, owner=None, job_id=None, reason=NO_RUNNER)
 
     def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
         self.submit(exp, [r for r in records if read_start(exp.attempt_path(r, "status")) is None])
 
     def poll(self, exp: "Experiment", records: list["Record"]) -> None:
         for record in records:
-            if record["state"] == JobState.RUNNING.value:
+            if record["state"] == RUNNING:
                 _check_running(exp, record)
-            elif record["state"] in (JobState.PENDING.value, JobState.SUBMITTING.value):
+            elif record["state"] in (PENDING, SUBMITTING):
                 alive = owner_alive(record["owner"])
                 record["reason"] = "waiting for a free worker" if alive else NO_RUNNER
 
@@ -73,7 +75,7 @@ class LocalQueue(Queue):
             started = read_start(exp.attempt_path(record, "status"))
             if started and started.pid and process_alive(started.pid, started.ticks, started.host):
                 _kill_group(started.pid, signal.SIGTERM)
-            record.update(state=JobState.CANCELLED.value, signal="TERM" if started else None,
+            record.update(state=CANCELLED, signal="TERM" if started else None,
                           ended=time.time())
 
 
@@ -84,7 +86,7 @@ def _check_running(exp: "Experiment", record: "Record") -> None:
     record["job_id"] = str(started.pid)
     if process_alive(started.pid, started.ticks, started.host) is False:
         if read_status(exp.attempt_path(record, "status"))[1] is None:
-            record.update(state=JobState.FAILED.value, ended=time.time(),
+            record.update(state=FAILED, ended=time.time(),
                           stderr="the job's process ended without recording an exit code (killed?)")
 
 
@@ -162,11 +164,11 @@ class LocalRunner:
             local = [r for r in records.values() if r["queue"] == "local"
                      and (names is None or r["job_name"] in names)]
             refresh(self.exp, local)
-            todo = [r for r in local if r["state"] == JobState.PENDING.value
+            todo = [r for r in local if r["state"] == PENDING
                     and not owner_alive(r["owner"])]
             for record in todo:
                 record.update(owner=self.me, reason="waiting for a free worker")
-            running = [r for r in local if r["state"] == JobState.RUNNING.value]
+            running = [r for r in local if r["state"] == RUNNING]
             self.exp.save_records(records)
         return todo, running
 
@@ -227,7 +229,7 @@ class LocalRunner:
     def _launch(self, worker: _Worker, record: "Record") -> None:
         job_dir = self.exp.job_dir(record["job_name"])
         worker.give(f"{job_dir}\t{record['attempt']}\t{record['mode']}\n", record)
-        record.update(state=JobState.RUNNING.value, reason=None, owner=self.me)
+        record.update(state=RUNNING, reason=None, owner=self.me)
         self.dirty.append(record)
 
     def _give_back(self, queue: list["Record"]) -> None:
@@ -240,7 +242,7 @@ class LocalRunner:
                     queue.append(record)
             worker.assigned = []
         for record in queue:
-            record.update(owner=None, reason=NO_RUNNER, state=JobState.PENDING.value)
+            record.update(owner=None, reason=NO_RUNNER, state=PENDING)
         self.dirty += queue
 
     def _watch_orphan(self, record: "Record") -> None:
@@ -300,7 +302,7 @@ class LocalRunner:
         from ..tracking import apply_wrapper_files, finalize
 
         apply_wrapper_files(self.exp, record)
-        if record["state"] in (JobState.RUNNING.value, JobState.PENDING.value):
+        if record["state"] in (RUNNING, PENDING):
             if exit_code is not None:
                 record.update(state=state_from_exit_code(exit_code).value, exit_code=exit_code)
             else:
@@ -312,7 +314,7 @@ class LocalRunner:
         """Persist progress; drop queued jobs that another process cancelled meanwhile."""
         with self.exp.lock():
             current = self.exp.load_records()
-            queue = [r for r in queue if current[r["job_name"]]["state"] == JobState.PENDING.value]
+            queue = [r for r in queue if current[r["job_name"]]["state"] == PENDING]
             self._flush()
         return queue
 
@@ -337,7 +339,7 @@ class LocalRunner:
         for pid in running:
             _kill_group(pid, signal.SIGKILL)
         for record in todo:
-            if record["state"] in (JobState.PENDING.value, JobState.RUNNING.value):
+            if record["state"] in (PENDING, RUNNING):
                 self._settle(record, verdict=JobState.CANCELLED)
                 self.dirty.append(record)
 

@@ -16,11 +16,11 @@ import shlex
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import FINAL_STATES, SCHEDULER_VERDICTS, JobState
+from ..states import CANCELLED, FINAL_STATES, PENDING, SCHEDULER_VERDICTS
 from .base import Queue
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class SlurmQueue(Queue):
         job_id = parse_sbatch(self._sbatch(argv))
         for i, record in enumerate(chunk):
             record.update(job_id=f"{job_id}_{i}" if self.array else job_id,
-                          state=JobState.PENDING.value)
+                          state=PENDING)
 
     def _sbatch(self, argv: list[str]) -> str:
         deadline, delay = time.monotonic() + self.submit_timeout, 0.5
@@ -135,7 +135,7 @@ class SlurmQueue(Queue):
                 record = by_key.get((os.path.basename(job_dir), attempt))
                 if record is not None:
                     record.update(job_id=f"{array_id}_{i}" if is_array else array_id,
-                                  state=JobState.PENDING.value)
+                                  state=PENDING)
 
     def _find_by_name(self, exp: "Experiment", batches: list[str], since: float) -> dict[str, str]:
         """Chunk name -> Slurm job id, for chunks whose names start with one of ``batches``."""
@@ -162,7 +162,7 @@ class SlurmQueue(Queue):
         seen = _fresh(self._squeue(queued), queued)
         for record in queued:
             info = seen.get(record["job_id"])
-            if record["state"] == JobState.PENDING.value and (info is None or info["state"] != "PENDING"):
+            if record["state"] == PENDING and (info is None or info["state"] != "PENDING"):
                 apply_wrapper_files(exp, record)   # it left the queue: what did the job record?
             if info is not None and record["state"] not in FINAL_STATES:
                 _apply(record, info)
@@ -179,7 +179,7 @@ class SlurmQueue(Queue):
             if info is not None:
                 _apply(record, info)
             elif _vanished_while_pending(record, known_arrays):
-                record.update(state=JobState.CANCELLED.value, reason=None)
+                record.update(state=CANCELLED, reason=None)
 
     def _squeue(self, records: list["Record"]) -> dict[str, dict]:
         ids = sorted({r["job_id"].split("_")[0] for r in records})
@@ -213,7 +213,7 @@ class SlurmQueue(Queue):
             call(["scancel", *part])
         now = time.time()
         for record in records:
-            record.update(state=JobState.CANCELLED.value, ended=record["ended"] or now)
+            record.update(state=CANCELLED, ended=record["ended"] or now)
 
 
 # -- pure helpers: argv pieces and parsers of Slurm's text -----------------------------
@@ -313,6 +313,9 @@ def expand_array_id(job_id: str) -> list[str]:
 
 def _fresh(infos: dict[str, dict], records: list["Record"]) -> dict[str, dict]:
     """Drop answers about an older job that had the same id (ids are reused after a reset)."""
+    oldest = min((r["submitted"] or 0 for r in records), default=0) - 120
+    if all(info["submit"] is None or info["submit"] >= oldest for info in infos.values()):
+        return infos   # the common case: every answer is about a job submitted since
     submitted = {r["job_id"]: r["submitted"] or 0 for r in records}
     return {job_id: info for job_id, info in infos.items()
             if info["submit"] is None or info["submit"] >= submitted.get(job_id, 0) - 120}

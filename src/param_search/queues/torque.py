@@ -1,0 +1,560 @@
+"""Torque/PBS: job arrays (``qsub -t``), one ``qstat -f`` per refresh, ``qdel``.
+
+Every qsub call submits one chunk: a small driver script next to the chunk's map file
+(``<batch>.a<k>.sh`` and ``.map`` in ``.param_search/batches``) that runs line
+``$PBS_ARRAYID`` of the map file through the experiment's wrapper. qsub takes no script
+arguments, hence the driver. The chunk is named ``<batch>.a<k>`` (``-N``) so a controller
+that died before recording the ids finds its jobs again by ``Job_Name``.
+
+``#PBS`` directives in the rendered scripts are applied to the chunk, except job name,
+output, error, join and array, which param_search sets itself. All ``-l`` resources (from
+the directives, then from the queue's options, which win) are merged into one ``-l`` option.
+
+Job ids are kept as qsub printed them, with the task index in Torque's brackets:
+``123[4].server`` (real Torque prints ``123[].server`` for an array) or ``123[4]`` (Slurm's
+Torque wrappers print a bare ``123``). ``123_4`` is read as well.
+
+Slurm's Torque wrappers (package slurm-wlm-torque) differ from Torque: ``qstat`` has no
+``-t`` and lists array tasks under per-task Slurm ids without their index, ``qstat -f``
+has no ``exit_status``, and ``qdel`` reads ``123[4]`` as ``123``, the whole array. With them,
+array tasks are tracked through the wrapper's status files alone, and a subset of an array
+cannot be cancelled while other tasks of it are still active (QueueError, nothing killed).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CommandError, QueueError
+from ..proc import call
+from ..states import FINAL_STATES, SCHEDULER_VERDICTS, JobState
+from .base import Queue
+from .slurm import _chunks, _read, _read_map, _write_map
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment, Record
+
+#: Torque's job_state letters mapped to ours; C (completed) is decided by exit_status.
+NATIVE_STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "T": "PENDING", "S": "PENDING",
+                 "R": "RUNNING", "E": "RUNNING", "B": "RUNNING", "C": "ENDED", "F": "ENDED"}
+#: Torque's own (negative) exit codes: -10 memory, -11 walltime, -12 CPU time limit;
+#: the rest (-1 .. -9, -13, -14) mean the job could not be started or set up.
+TORQUE_EXIT_STATES = {-10: "OUT_OF_MEMORY", -11: "TIMEOUT", -12: "TIMEOUT"}
+#: qsub options param_search sets itself; the same options found in scripts are dropped.
+OWN_OPTIONS = ("-N", "-o", "-e", "-j", "-t", "-J")
+TRANSIENT = ("timed out", "temporarily", "try again", "cannot connect", "connection refused",
+             "unable to contact", "resource temporarily unavailable", "pbs_server busy")
+IDS_PER_CALL = 1000
+DEFAULT_MAX_ARRAY_SIZE = 1000
+_JOB_ID = re.compile(r"^(\d+)(?:\[(\d*)\]|_(\d+))?((?:\.\S*)?)$")
+_ATTRIBUTE = re.compile(r"^\s+([A-Za-z_][\w.]*) = ?(.*)$")
+#: qstat programs found to lack ``-t`` (Slurm's wrapper), so later calls skip the retry.
+_NO_EXPAND: set[str] = set()
+
+
+class TorqueQueue(Queue):
+    """Submit to Torque/PBS with job arrays (or one qsub per job with ``array=False``).
+
+    Args:
+        queue: the destination queue (``-q``).
+        walltime, mem: ``-l walltime=``, ``-l mem=`` for every job, overriding directives.
+        nodes, ppn: ``-l nodes=N:ppn=M`` (``ppn`` alone means one node).
+        account: ``-A``.
+        extra_args: more qsub arguments, e.g. ``['-l', 'pmem=2gb', '-V']``.
+        array: submit job arrays (default) or one job per qsub call.
+        max_running: at most this many tasks of each array run at once (``-t 0-9%N``).
+        max_array_size: tasks per array (default: the server's ``max_job_array_size``
+            from ``qstat -B -f``, else 1000).
+        submit_timeout: how long transient qsub refusals are retried, in seconds.
+    """
+
+    name = "torque"
+
+    def __init__(self, queue: str | None = None, walltime: str | None = None, mem: str | None = None,
+                 nodes: int | None = None, ppn: int | None = None, account: str | None = None,
+                 extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
+                 max_array_size: int | None = None, submit_timeout: float = 120.0):
+        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
+            raise ValueError(f"max_running must be a positive int, not {max_running!r}")
+        self.options = queue_options(queue, walltime, mem, nodes, ppn, account) + list(extra_args)
+        self.array, self.max_running = array, max_running
+        self._max_array_size, self.submit_timeout = max_array_size, submit_timeout
+
+    # -- submit ------------------------------------------------------------------------
+    def submit(self, exp: "Experiment", records: list["Record"], scripts: Sequence[str] | None = None) -> None:
+        """Submit chunks of records, grouped by their scripts' #PBS directives."""
+        scripts = scripts or [_read(os.path.join(exp.job_dir(r["job_name"]), "job.sh")) for r in records]
+        groups: dict[tuple, list["Record"]] = {}
+        for record, script in zip(records, scripts):
+            groups.setdefault(tuple(script_directives(script)), []).append(record)
+        size = self.max_array_size() if self.array else 1
+        k = 0
+        for directives, group in groups.items():
+            for start in range(0, len(group), size):
+                self._submit_chunk(exp, group[start:start + size], list(directives), k)
+                k += 1
+
+    def max_array_size(self) -> int:
+        """Tasks per array: the server's max_job_array_size, else 1000."""
+        if self._max_array_size is None:
+            try:
+                text = call(["qstat", "-B", "-f"])
+            except CommandError:
+                text = ""
+            self._max_array_size = parse_max_array_size(text)
+        return self._max_array_size
+
+    def _submit_chunk(self, exp: "Experiment", chunk: list["Record"], directives: list[str], k: int) -> None:
+        """One qsub call for ``chunk``; records get their ids and PENDING."""
+        name = f"{chunk[0]['batch']}.{'a' if self.array else 's'}{k}"
+        base = os.path.join(exp.state_dir, "batches", name)
+        _write_map(exp, f"{base}.map", chunk)
+        write_driver(f"{base}.sh", exp.wrapper, f"{base}.map")
+        array = array_spec(len(chunk), self.max_running) if self.array else None
+        argv = qsub_argv(name, f"{base}.log", exp.work_dir, f"{base}.sh", directives + self.options, array)
+        job_id = parse_qsub(self._qsub(argv))
+        for i, record in enumerate(chunk):
+            record.update(job_id=task_id(job_id, i) if self.array else job_id,
+                          state=JobState.PENDING.value)
+
+    def _qsub(self, argv: list[str]) -> str:
+        """Run qsub, retrying transient refusals for ``submit_timeout`` seconds."""
+        deadline, delay = time.monotonic() + self.submit_timeout, 0.5
+        while True:
+            try:
+                return call(argv)
+            except CommandError as exc:
+                said = f"{exc.stderr}\n{exc.stdout}".strip()   # Slurm's qsub reports on stdout
+                if not any(t in said.lower() for t in TRANSIENT) or time.monotonic() + delay > deadline:
+                    raise QueueError(f"qsub refused the jobs: {said or exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    # -- reconcile ---------------------------------------------------------------------
+    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Adopt the ids of chunks qstat lists under the batches' chunk names."""
+        batches = sorted({r["batch"] for r in records if r["batch"]})
+        if not batches:
+            return
+        found = find_chunks(qstat_full([]), chunk_names(exp, batches))
+        by_key = {(r["job_name"], r["attempt"]): r for r in records}
+        for name, job_id in found.items():
+            is_array = name.rsplit(".", 1)[-1].startswith("a")
+            path = os.path.join(exp.state_dir, "batches", f"{name}.map")
+            for i, (job_dir, attempt) in enumerate(_read_map(path)):
+                record = by_key.get((os.path.basename(job_dir), attempt))
+                if record is not None:
+                    record.update(job_id=task_id(job_id, i) if is_array else job_id,
+                                  state=JobState.PENDING.value)
+
+    # -- poll --------------------------------------------------------------------------
+    def poll(self, exp: "Experiment", records: list["Record"]) -> None:
+        """One ``qstat -f`` call (per 1,000 arrays) for all records; absent jobs keep their state."""
+        with_id = [r for r in records if r["job_id"] and split_id(r["job_id"])]
+        if not with_id:
+            return
+        infos = qstat_full(query_ids(with_id))
+        for record in with_id:
+            info = infos.get(id_key(record["job_id"]))
+            if info is not None and _is_fresh(info, record):
+                apply_info(exp, record, info)
+
+    # -- cancel ------------------------------------------------------------------------
+    def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
+        """qdel the records' jobs (batched); mark them CANCELLED."""
+        ids = qdel_ids(records, exp.load_records().values())
+        for part in _chunks(ids, IDS_PER_CALL):
+            try:
+                call(["qdel", *part])
+            except CommandError as exc:
+                if not _only_gone(exc):
+                    raise QueueError(f"qdel failed: {(exc.stderr or exc.stdout).strip() or exc}") from exc
+        now = time.time()
+        for record in records:
+            record.update(state=JobState.CANCELLED.value, ended=record["ended"] or now)
+
+
+# -- argv pieces -------------------------------------------------------------------------
+def queue_options(queue: str | None, walltime: str | None, mem: str | None, nodes: int | None,
+                  ppn: int | None, account: str | None) -> list[str]:
+    """qsub options for the queue's named settings."""
+    options: list[str] = []
+    if queue is not None:
+        options += ["-q", str(queue)]
+    if account is not None:
+        options += ["-A", str(account)]
+    resources = [f"walltime={walltime}" if walltime is not None else "",
+                 f"mem={mem}" if mem is not None else "", node_spec(nodes, ppn)]
+    for item in filter(None, resources):
+        options += ["-l", item]
+    return options
+
+
+def node_spec(nodes: int | None, ppn: int | None) -> str:
+    """``nodes=N[:ppn=M]`` ('' if neither is set)."""
+    if nodes is None and ppn is None:
+        return ""
+    return f"nodes={nodes or 1}" + (f":ppn={ppn}" if ppn is not None else "")
+
+
+def array_spec(size: int, max_running: int | None) -> str:
+    """The ``-t`` value for ``size`` tasks, with Torque's slot limit ``%N``."""
+    return f"0-{size - 1}" + (f"%{max_running}" if max_running else "")
+
+
+def qsub_argv(name: str, log: str, work_dir: str, driver: str, options: Sequence[str],
+              array: str | None) -> list[str]:
+    """The qsub command line of one chunk; all ``-l`` resources merged into one option."""
+    others, resources = split_resources(options)
+    argv = ["qsub", "-N", name, "-j", "oe", "-o", log, "-w", work_dir]
+    if array is not None:
+        argv += ["-t", array]
+    argv += others
+    if resources:
+        argv += ["-l", ",".join(f"{k}={v}" if v is not None else k for k, v in resources.items())]
+    return argv + [driver]
+
+
+def split_resources(options: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
+    """Options without their ``-l`` parts, and those resources (later values win).
+
+    Slurm's qsub keeps only the last ``-l``; Torque adds them up: one merged ``-l`` suits both.
+    """
+    others: list[str] = []
+    resources: dict[str, str | None] = {}
+    items = iter(options)
+    for opt in items:
+        if opt == "-l" or (opt.startswith("-l") and len(opt) > 2):
+            value = next(items, "") if opt == "-l" else opt[2:]
+            for part in filter(None, value.split(",")):
+                key, sep, val = part.partition("=")
+                resources.pop(key, None)   # re-insert: the latest setting keeps its place last
+                resources[key] = val if sep else None
+        else:
+            others.append(opt)
+    return others, resources
+
+
+def driver_text(wrapper: str, map_path: str) -> str:
+    """The chunk's job script: qsub passes no arguments, so the map file is named here."""
+    return ("#!/bin/bash\n# param_search: task $PBS_ARRAYID runs that line of the map file\n"
+            f"exec bash {shlex.quote(wrapper)} {shlex.quote('@' + map_path)}\n")
+
+
+def write_driver(path: str, wrapper: str, map_path: str) -> None:
+    """Write the chunk's driver script (executable)."""
+    with open(path, "w") as f:
+        f.write(driver_text(wrapper, map_path))
+    os.chmod(path, 0o755)
+
+
+def script_directives(script: str) -> list[str]:
+    """The qsub options in a script's ``#PBS`` lines, minus those param_search sets.
+
+    Like qsub, reading stops at the first line that is neither blank nor a comment.
+    """
+    options: list[str] = []
+    for line in script.splitlines()[1 if script.startswith("#!") else 0:]:
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            break
+        if stripped.startswith("#PBS"):
+            options += shlex.split(stripped[len("#PBS"):], comments=True)
+    return drop_own_options(options)
+
+
+def drop_own_options(options: list[str]) -> list[str]:
+    """``options`` without -N/-o/-e/-j/-t/-J and their values (separate or glued)."""
+    kept, items = [], iter(options)
+    for opt in items:
+        if opt in OWN_OPTIONS:
+            next(items, None)
+        elif not (opt[:2] in OWN_OPTIONS and len(opt) > 2):
+            kept.append(opt)
+    return kept
+
+
+# -- job ids -----------------------------------------------------------------------------
+def split_id(job_id: str) -> tuple[str, int | None, str] | None:
+    """``'123[4].srv'`` or ``'123_4'`` -> (number, index, server suffix); None if not an id."""
+    match = _JOB_ID.match(job_id.strip())
+    if not match:
+        return None
+    number, bracket, underscore, suffix = match.groups()
+    index = bracket if bracket else underscore
+    return number, int(index) if index else None, suffix
+
+
+def task_id(array_id: str, index: int) -> str:
+    """The id of task ``index`` of the array qsub called ``array_id`` (``123[]`` or ``123``)."""
+    parts = split_id(array_id)
+    if parts is None:
+        raise QueueError(f"not a Torque job id: {array_id!r}")
+    return f"{parts[0]}[{index}]{parts[2]}"
+
+
+def id_key(job_id: str) -> tuple[str, int | None] | None:
+    """The server-independent key of a job id: (number, index)."""
+    parts = split_id(job_id)
+    return None if parts is None else parts[:2]
+
+
+def query_ids(records: Iterable["Record"]) -> list[str]:
+    """The ids to ask qstat about: each array once (``123[].srv`` / ``123``), other jobs as such."""
+    ids = set()
+    for record in records:
+        number, index, suffix = split_id(record["job_id"])
+        ids.add(f"{number}[]{suffix}" if index is not None and suffix else f"{number}{suffix}")
+    return sorted(ids)
+
+
+def qdel_ids(records: list["Record"], known: Iterable["Record"]) -> list[str]:
+    """The ids to give qdel for ``records``.
+
+    Torque ids (with a server suffix) are given as they are. A bare ``123[4]`` comes from
+    Slurm's wrapper, whose qdel kills the whole array 123 for it: that is only done when
+    every other task of the array (among ``known`` records) has ended or is cancelled too.
+    """
+    ids, arrays = [], {}
+    for record in records:
+        number, index, suffix = split_id(record["job_id"]) or ("", None, "")
+        if not number:
+            continue
+        if index is None or suffix:
+            ids.append(record["job_id"])
+        else:
+            arrays.setdefault(number, set()).add(record["job_name"])
+    for number, names in sorted(arrays.items()):
+        busy = [r["job_name"] for r in known if r["job_name"] not in names
+                and r["queue"] == TorqueQueue.name and r["state"] not in FINAL_STATES
+                and (id_key(r["job_id"] or "") or ("",))[0] == number]
+        if busy:
+            raise QueueError(
+                f"cannot cancel part of array {number}: this qdel (Slurm's Torque wrapper) can only "
+                f"cancel the whole array, and {len(busy)} other job(s) of it are active, e.g. "
+                f"{busy[0]!r}; cancel them together, or submit with array=False")
+        ids.append(number)
+    return ids
+
+
+def _only_gone(exc: CommandError) -> bool:
+    """qdel failed only because jobs had already left (Torque: 'Unknown Job Id')."""
+    said = f"{exc.stderr}\n{exc.stdout}".strip().lower()
+    lines = [ln for ln in said.splitlines() if ln.strip()]
+    return all("unknown job" in ln or "already" in ln or "invalid job id" in ln for ln in lines)
+
+
+# -- parsers of Torque's text ----------------------------------------------------------
+def parse_qsub(text: str) -> str:
+    """The job id qsub printed: ``123.server``, ``123[].server`` or (Slurm's wrapper) ``123``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    job_id = lines[-1] if lines else ""
+    if split_id(job_id) is None:
+        raise QueueError(f"qsub printed no job id: {text.strip()!r}")
+    return job_id
+
+
+def parse_max_array_size(server_text: str) -> int:
+    """``max_job_array_size`` from ``qstat -B -f`` (default 1000)."""
+    match = re.search(r"^\s*max_job_array_size\s*=\s*(\d+)", server_text, re.M)
+    return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
+def parse_qstat_blocks(text: str) -> list[dict[str, str]]:
+    """``qstat -f`` output -> one dict of attributes per ``Job Id:`` block (key ``Job Id``).
+
+    Lines wrapped by qstat (indented, without `` = ``) are joined to the attribute before.
+    """
+    blocks: list[dict[str, str]] = []
+    last = None
+    for line in text.splitlines():
+        if line.startswith("Job Id:"):
+            blocks.append({"Job Id": line[len("Job Id:"):].strip()})
+            last = None
+            continue
+        match = _ATTRIBUTE.match(line)
+        if blocks and match:
+            last = match.group(1)
+            blocks[-1][last] = match.group(2).strip()
+        elif blocks and last and line[:1].isspace() and line.strip():
+            blocks[-1][last] += line.strip()
+    return blocks
+
+
+def parse_qstat_full(text: str) -> dict[tuple[str, int | None], dict[str, Any]]:
+    """``qstat -f`` output -> {(job number, array index): info}."""
+    out = {}
+    for block in parse_qstat_blocks(text):
+        key = id_key(block["Job Id"])
+        if key is not None:
+            out[key] = job_info(block)
+    return out
+
+
+def job_info(block: dict[str, str]) -> dict[str, Any]:
+    """One job's state, exit code, node and times from its qstat -f attributes."""
+    native = block.get("job_state", "")
+    state = NATIVE_STATES.get(native, "UNKNOWN")
+    code = _int(block.get("exit_status"))
+    exit_code, sig = None, None
+    if state == "ENDED" and code is not None:
+        state, exit_code, sig = exit_status_state(code)
+    host = block.get("exec_host", "")
+    return {"state": state, "native": native, "name": block.get("Job_Name"),
+            "reason": "held" if native == "H" else None,
+            "node": host.split("/")[0].split("+")[0] or None, "exit_code": exit_code, "signal": sig,
+            "submit": _epoch(block.get("qtime")), "start": _epoch(block.get("start_time")),
+            "end": _epoch(block.get("comp_time"))}
+
+
+def exit_status_state(code: int) -> tuple[str, int | None, str | None]:
+    """Torque's exit_status -> (state, job exit code, signal).
+
+    0 is success; 1-255 the script's exit code; above 256, killed by signal code - 256;
+    negative values are Torque's own codes (limits exceeded, or the job could not start).
+    """
+    if code == 0:
+        return "COMPLETED", 0, None
+    if 0 < code <= 256:
+        return "FAILED", code, None
+    if code > 256:
+        name = _signal_name(code - 256)
+        return ("CANCELLED" if name in ("TERM", "KILL", "INT") else "FAILED"), None, name
+    return TORQUE_EXIT_STATES.get(code, "NODE_FAIL"), code, None
+
+
+def find_chunks(infos_text: str, names: Iterable[str]) -> dict[str, str]:
+    """Chunk name -> job id (``123.srv`` or ``123``; see task_id) from ``qstat -f`` output.
+
+    Real Torque lists an array as ``123[].srv`` (tasks as ``123[i].srv`` named ``<name>-i``);
+    Slurm's wrapper lists each task under its own Slurm id, the array's being the lowest.
+    """
+    wanted, found = set(names), {}
+    for block in parse_qstat_blocks(infos_text):
+        name, parts = block.get("Job_Name", ""), split_id(block["Job Id"])
+        if parts is None:
+            continue
+        if name not in wanted and parts[1] is not None:
+            name = name.rsplit("-", 1)[0]
+        if name not in wanted:
+            continue
+        number, suffix = parts[0], parts[2]
+        candidate = f"{number}{suffix}"
+        if name not in found or int(number) < int(split_id(found[name])[0]):
+            found[name] = candidate
+    return found
+
+
+# -- qstat calls and record updates ------------------------------------------------------
+def qstat_full(ids: list[str]) -> str:
+    """``qstat -f -1 [-t] ids`` (``-t`` expands Torque arrays), 1,000 ids per call.
+
+    With no ids every job is listed. Never raises on a refusal: a failed call yields what it
+    printed on stdout (Torque prints the jobs it knows and complains about the others).
+    """
+    if not ids:
+        return _qstat(["qstat", "-f", "-1"])
+    return "\n".join(_qstat_ids(part) for part in _chunks(ids, IDS_PER_CALL))
+
+
+def _qstat_ids(ids: list[str]) -> str:
+    """One qstat call for ``ids``; a qstat without ``-t`` (Slurm's wrapper) is asked again without."""
+    if any("[]" in i for i in ids) and "qstat" not in _NO_EXPAND:
+        try:
+            return call(["qstat", "-f", "-1", "-t", *ids])
+        except CommandError as exc:
+            if "unknown option: t" not in exc.stderr.lower():
+                return exc.stdout
+            _NO_EXPAND.add("qstat")
+    return _qstat(["qstat", "-f", "-1", *ids])
+
+
+def _qstat(argv: list[str]) -> str:
+    try:
+        return call(argv)
+    except CommandError as exc:
+        return exc.stdout
+
+
+def chunk_names(exp: "Experiment", batches: list[str]) -> list[str]:
+    """Names of the chunks of ``batches`` that have a map file."""
+    folder = os.path.join(exp.state_dir, "batches")
+    try:
+        files = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    return [p[:-4] for p in files if p.endswith(".map") and p.rsplit(".", 2)[0] in batches]
+
+
+def _is_fresh(info: dict[str, Any], record: "Record") -> bool:
+    """False for an older job that had the same id (ids restart after a server reset)."""
+    return info["submit"] is None or info["submit"] >= (record["submitted"] or 0) - 120
+
+
+def apply_info(exp: "Experiment", record: "Record", info: dict[str, Any]) -> None:
+    """Merge what qstat says into a record; the job's own exit file wins except for verdicts."""
+    state = info["state"]
+    if state == "UNKNOWN":
+        return
+    if state == "ENDED":   # completed without exit_status (e.g. Slurm's wrapper)
+        state = _ended_state(exp, record)
+        if state is None:
+            return
+    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
+    if has_exit and state not in SCHEDULER_VERDICTS:
+        return
+    record["state"] = state
+    record["reason"] = info.get("reason") if state == "PENDING" else None
+    record["node"] = info.get("node") or record["node"]
+    if state in FINAL_STATES:
+        if record["exit_code"] is None and info.get("exit_code") is not None:
+            record["exit_code"] = info["exit_code"]
+        record["signal"] = record["signal"] or info.get("signal")
+        record["started"] = record["started"] or info.get("start")
+        record["ended"] = record["ended"] or info.get("end")
+
+
+def _ended_state(exp: "Experiment", record: "Record") -> str | None:
+    """The state of a job qstat shows completed without an exit status.
+
+    The wrapper's files are read again (the job may have ended since they were read): an
+    exit line decides (None: nothing to add). Otherwise the job never started (CANCELLED)
+    or was killed before its wrapper could record an exit (FAILED).
+    """
+    from ..tracking import apply_wrapper_files
+
+    apply_wrapper_files(exp, record)
+    if record["state"] in FINAL_STATES:
+        return None
+    return JobState.CANCELLED.value if record["started"] is None else JobState.FAILED.value
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name[3:]
+    except ValueError:
+        return str(number)
+
+
+def _epoch(text: str | None) -> float | None:
+    """Torque's times: ``Fri Aug 29 14:55:55 2008`` (local time) or epoch seconds."""
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        return time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y"))
+    except ValueError:
+        return None
