@@ -45,14 +45,14 @@ def plain_setup_and_raw_sbatch(root: str, n: int, max_array: int, hold: bool) ->
             f.write(f'{{"i": {i}}}')
         with open(os.path.join(job_dir, "job.sh"), "w") as f:
             f.write(SCRIPT)
-    driver = os.path.join(work_dir, "driver.sh")
-    with open(driver, "w") as f:
-        f.write(f'#!/bin/bash\ncd {work_dir}/job_$((SLURM_ARRAY_TASK_ID + OFFSET)) && bash job.sh\n')
     ids = []
     for offset in range(0, n, max_array):
         size = min(max_array, n - offset)
-        argv = ["sbatch", "--parsable", f"--array=0-{size - 1}", f"--export=ALL,OFFSET={offset}",
-                "-o", "/dev/null", *(["--hold"] if hold else []), driver]
+        driver = os.path.join(work_dir, f"driver{offset}.sh")   # (--export=OFFSET slows Slurm 4x)
+        with open(driver, "w") as f:
+            f.write(f"#!/bin/bash\ncd {work_dir}/job_$((SLURM_ARRAY_TASK_ID + {offset})) && bash job.sh\n")
+        argv = ["sbatch", "--parsable", f"--array=0-{size - 1}", "-o", "/dev/null",
+                *(["--hold"] if hold else []), driver]
         ids.append(run(argv).strip().split(";")[0])
     return time.perf_counter() - t0, ids
 
@@ -61,13 +61,15 @@ def bench_submit(root: str, n: int) -> None:
     queue = SlurmQueue(extra_args=["--hold"])
     max_array = queue.max_array_size()
     work_dir = os.path.join(root, "ours")
-    log = os.path.join(root, "calls.log")
+    t_raw, raw_ids = plain_setup_and_raw_sbatch(root, n, max_array, hold=True)
+    run(["scancel", *raw_ids])
     t0 = time.perf_counter()
     jobs = ps.submit(SCRIPT, "job_{i}", ps.ParamSpace(i=range(n)), use=queue, work_dir=work_dir,
                      progress=False)
     t_ours = time.perf_counter() - t0
     n_arrays = jobs.job_id.str.split("_").str[0].nunique()
-    t_raw, raw_ids = plain_setup_and_raw_sbatch(root, n, max_array, hold=True)
+    t_raw2, raw_ids = plain_setup_and_raw_sbatch(root, n, max_array, hold=True)
+    t_raw = min(t_raw, t_raw2)
     report(f"ps.submit of {n} jobs (set-up + submit)", t_ours, t_raw,
            "plain loop writing the folders + raw sbatch --array", 1.3,
            f"; {n_arrays} sbatch calls (MaxArraySize={max_array}, ceil = {math.ceil(n / max_array)})")
@@ -118,20 +120,26 @@ def bench_status(jobs, root: str) -> None:
     run(["scancel", *sorted(set(table.job_id.str.split("_").str[0]))])
 
 
-def bench_small_run(root: str, n: int) -> None:
-    """n trivial jobs from submit to the end of wait, vs raw sbatch --array + a polling loop."""
-    t0 = time.perf_counter()
-    jobs = ps.submit(SCRIPT, "job_{i}", ps.ParamSpace(i=range(n)), use="slurm",
-                     work_dir=os.path.join(root, "small"), progress=False)
-    jobs = ps.wait(jobs, progress=False, poll_interval=0.5)
-    t_ours = time.perf_counter() - t0
-    assert set(jobs.job_state) == {"COMPLETED"}, jobs.job_state.value_counts()
-    t0 = time.perf_counter()
-    _, ids = plain_setup_and_raw_sbatch(root, n, 10**9, hold=False)
-    while run(["squeue", "--noheader", "--array", f"--jobs={','.join(ids)}", "--format=%i"]).strip():
-        time.sleep(0.5)
-    t_raw = time.perf_counter() - t0
-    report(f"{n} trivial jobs, ps.submit to the end of ps.wait", t_ours, t_raw,
+def bench_small_run(root: str, n: int, rounds: int = 2) -> None:
+    """n trivial jobs from submit to the end of wait, vs raw sbatch --array + a polling loop.
+
+    Alternates the two ``rounds`` times and keeps the best of each, so a busy cluster
+    (e.g. still purging the 10,000 cancelled jobs) hits both alike.
+    """
+    t_ours, t_raw = [], []
+    for k in range(rounds):
+        t0 = time.perf_counter()
+        _, ids = plain_setup_and_raw_sbatch(root, n, 10**9, hold=False)
+        while run(["squeue", "--noheader", "--array", f"--jobs={','.join(ids)}", "--format=%i"]).strip():
+            time.sleep(0.5)
+        t_raw.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        jobs = ps.submit(SCRIPT, "job_{i}", ps.ParamSpace(i=range(n)), use="slurm",
+                         work_dir=os.path.join(root, f"small{k}"), progress=False)
+        jobs = ps.wait(jobs, progress=False, poll_interval=0.5)
+        t_ours.append(time.perf_counter() - t0)
+        assert set(jobs.job_state) == {"COMPLETED"}, jobs.job_state.value_counts()
+    report(f"{n} trivial jobs, ps.submit to the end of ps.wait", min(t_ours), min(t_raw),
            "raw sbatch --array + squeue polling loop (0.5 s)", 1.15)
 
 

@@ -158,7 +158,7 @@ class TorqueQueue(Queue):
         with_id = [r for r in records if r["job_id"] and split_id(r["job_id"])]
         if not with_id:
             return
-        infos = qstat_full(query_ids(with_id))
+        infos = parse_qstat_full(qstat_full(query_ids(with_id)))
         for record in with_id:
             info = infos.get(id_key(record["job_id"]))
             if info is not None and _is_fresh(info, record):

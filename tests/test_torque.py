@@ -1,0 +1,323 @@
+"""The Torque/PBS queue: parsers on captured output (tests/data/torque/README.md), and live
+tests through Slurm's Torque wrappers (scripts/start-torque.sh) on the local Slurm cluster.
+
+Live tests skip without the cluster or the wrappers, except under CI=true, where they fail.
+"""
+import os
+import pathlib
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+import param_search as ps
+from param_search.errors import QueueError
+from param_search.experiment import Experiment
+from param_search.queues import base, torque
+from param_search.queues.torque import TorqueQueue
+
+DATA = pathlib.Path(__file__).parent / "data" / "torque"
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def read(name):
+    return (DATA / name).read_text()
+
+
+# -- parsers and argv pieces -----------------------------------------------------------------
+def test_parse_qsub_of_the_wrapper_and_of_torque():
+    assert torque.parse_qsub(read("qsub_array.txt")) == "8391"
+    assert torque.parse_qsub(read("qsub_single.txt")) == "8392"
+    # Torque's documented forms (Torque 4.2 guide, "Multiple job submission"): 1098[].hostname
+    assert torque.parse_qsub("1098[].hostname\n") == "1098[].hostname"
+    assert torque.parse_qsub("12667.server.domain\n") == "12667.server.domain"
+    with pytest.raises(QueueError, match="no job id"):
+        torque.parse_qsub(read("qsub_error.txt"))
+
+
+def test_job_ids_in_both_forms():
+    assert torque.task_id("8391", 2) == "8391[2]"
+    assert torque.task_id("1098[].hostname", 4) == "1098[4].hostname"
+    assert torque.split_id("1098[4].hostname") == ("1098", 4, ".hostname")
+    assert torque.split_id("8391_2") == ("8391", 2, "")
+    assert torque.split_id("179.host") == ("179", None, ".host")
+    assert torque.id_key("8391_2") == torque.id_key("8391[2]") == ("8391", 2)
+    assert torque.split_id("local-17") is None
+    records = [{"job_id": "1098[0].h"}, {"job_id": "1098[3].h"}, {"job_id": "8391[1]"}, {"job_id": "8392"}]
+    assert torque.query_ids(records) == ["1098[].h", "8391", "8392"]
+
+
+def test_qstat_full_of_the_wrapper_pending_and_running():
+    info = torque.parse_qstat_full(read("qstat_f_pending_running.txt"))
+    assert info[("8392", None)]["state"] == "RUNNING" and info[("8392", None)]["node"] == "localhost"
+    assert info[("8393", None)]["state"] == "PENDING"        # held, yet the wrapper says Q
+    assert info[("8391", None)]["name"] == "ps_arr"
+    assert info[("8391", None)]["submit"] == time.mktime((2026, 11, 29, 14, 53, 13, 0, 0, -1))
+
+
+def test_qstat_full_of_the_wrapper_completed_has_no_exit_status():
+    info = torque.parse_qstat_full(read("qstat_f_tasks_ended.txt"))
+    assert info[("8525", None)]["state"] == "ENDED" and info[("8525", None)]["exit_code"] is None
+    assert info[("8391", None)]["state"] == "RUNNING"        # task 2 runs under the array's id
+    held = torque.parse_qstat_full(read("qstat_f_held_cancelled.txt"))[("8393", None)]
+    assert held["state"] == "ENDED" and held["node"] is None
+
+
+def test_qstat_full_of_torque_documentation_sample():
+    blocks = torque.parse_qstat_blocks(read("torque_doc_qstat_f_abridged.txt"))
+    assert blocks[0]["Job Id"] == "179.host" and blocks[0]["Job_Name"] == "STDIN"
+    assert blocks[0]["Variable_List"].endswith("PBS_O_LOGNAME=user,PBS_O_WORKDIR=/opt/moab,PBS_O_QUEUE=batchq")
+    info = torque.parse_qstat_full(read("torque_doc_qstat_f_abridged.txt"))[("179", None)]
+    assert info["state"] == "NODE_FAIL" and info["exit_code"] == -1 and info["node"] == "node1"
+
+
+@pytest.mark.parametrize("code, expected", [
+    (0, ("COMPLETED", 0, None)), (3, ("FAILED", 3, None)), (143, ("FAILED", 143, None)),
+    (271, ("CANCELLED", None, "TERM")), (265, ("CANCELLED", None, "KILL")), (267, ("FAILED", None, "SEGV")),
+    (-11, ("TIMEOUT", -11, None)), (-10, ("OUT_OF_MEMORY", -10, None)), (-1, ("NODE_FAIL", -1, None)),
+])
+def test_exit_status_mapping(code, expected):
+    assert torque.exit_status_state(code) == expected
+
+
+def test_find_chunks_by_name():
+    text = read("qstat_f_tasks_ended.txt")
+    assert torque.find_chunks(text, ["ps_arr", "ps_single", "other"]) == {"ps_arr": "8391", "ps_single": "8392"}
+    torque_like = ("Job Id: 55[].srv\n    Job_Name = b.a0\n    job_state = Q\n"
+                   "Job Id: 55[1].srv\n    Job_Name = b.a0-1\n    job_state = R\n")
+    assert torque.find_chunks(torque_like, ["b.a0"]) == {"b.a0": "55.srv"}
+
+
+def test_script_directives_drop_our_own_options():
+    script = textwrap.dedent("""\
+        #!/bin/bash
+        #PBS -N mine -o out.txt -e err.txt
+        #PBS -j oe
+        #PBS -t 0-3
+        #PBS -l walltime=01:00:00 -q long   # a comment
+        #PBS -lmem=2gb -Nglued
+        echo hi
+        #PBS -l nodes=2
+    """)
+    assert torque.script_directives(script) == ["-l", "walltime=01:00:00", "-q", "long", "-lmem=2gb"]
+
+
+def test_qsub_argv_merges_resources_options_win():
+    options = ["-l", "walltime=01:00:00,mem=1gb", "-q", "long"] + torque.queue_options(
+        "short", "00:05:00", None, 2, 4, "acct")
+    argv = torque.qsub_argv("b.a0", "/s/b.a0.log", "/w", "/s/b.a0.sh", options, torque.array_spec(6, 2))
+    assert argv == ["qsub", "-N", "b.a0", "-j", "oe", "-o", "/s/b.a0.log", "-w", "/w", "-t", "0-5%2",
+                    "-q", "long", "-q", "short", "-A", "acct",
+                    "-l", "mem=1gb,walltime=00:05:00,nodes=2:ppn=4", "/s/b.a0.sh"]
+    assert torque.node_spec(None, 8) == "nodes=1:ppn=8" and torque.node_spec(None, None) == ""
+    # why: Slurm's qsub keeps only the last -l (captured)
+    assert "-t5" not in read("qsub_sbatchline_two_l.txt") and "--mem=100M" in read("qsub_sbatchline_two_l.txt")
+
+
+def test_driver_script_names_the_map_file(tmp_path):
+    path = tmp_path / "b.a0.sh"
+    torque.write_driver(str(path), "/w dir/.param_search/wrapper.sh", "/w dir/b.a0.map")
+    assert path.read_text().splitlines()[-1] == "exec bash '/w dir/.param_search/wrapper.sh' '@/w dir/b.a0.map'"
+    assert os.access(path, os.X_OK)
+
+
+def test_max_array_size():
+    assert torque.parse_max_array_size("Server: s\n    max_job_array_size = 5000\n") == 5000
+    assert torque.parse_max_array_size(read("qstat_f_pending_running.txt")) == 1000
+
+
+def _rec(name, job_id, state="RUNNING"):
+    return {"job_name": name, "job_id": job_id, "state": state, "queue": "torque"}
+
+
+def test_qdel_ids_never_kill_a_whole_wrapper_array_for_part_of_it():
+    mine = [_rec("a", "8391[0]")]
+    others = [_rec("b", "8391[1]", "COMPLETED"), _rec("c", "8391[2]", "PENDING"), _rec("d", "9000[0]")]
+    with pytest.raises(QueueError, match="cannot cancel part of array 8391.*'c'"):
+        torque.qdel_ids(mine, mine + others)
+    assert torque.qdel_ids(mine + [others[1]], mine + others) == ["8391"]
+    assert torque.qdel_ids([_rec("x", "1098[3].h"), _rec("y", "8392")], []) == ["1098[3].h", "8392"]
+    assert "isn't numeric" in read("qdel_bracket_stderr.txt")            # what qdel 8391[2] did
+    assert "8391_0|8394|COMPLETED" in read("sacct_after_qdel_bracket.txt")
+
+
+def test_poll_keeps_state_when_qstat_says_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_call(argv, **kwargs):
+        calls.append(argv)
+        raise ps.CommandError(argv, 153, "", "qstat: Unknown Job Id Error 77[].srv")
+
+    monkeypatch.setattr(torque, "call", fake_call)
+    record = {"job_id": "77[0].srv", "state": "PENDING", "submitted": time.time(), "exit_code": None}
+    TorqueQueue().poll(None, [record])
+    assert record["state"] == "PENDING"
+    assert calls == [["qstat", "-f", "-1", "-t", "77[].srv"]]
+
+
+# -- live: Slurm's Torque wrappers on the local Slurm cluster ------------------------------
+def _fail_or_skip(message):
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def torque_bin(slurm):
+    """Unpack the wrappers (scripts/start-torque.sh); the folder holding qsub/qstat/qdel."""
+    try:
+        done = subprocess.run([str(ROOT / "scripts" / "start-torque.sh")], capture_output=True,
+                              text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _fail_or_skip(f"scripts/start-torque.sh did not run: {exc}")
+    if done.returncode != 0 or not done.stdout.strip():
+        _fail_or_skip(f"scripts/start-torque.sh failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def torque_calls(torque_bin, tmp_path, monkeypatch):
+    """Torque commands first on PATH (this test only), behind shims logging each call."""
+    shims, log = tmp_path / "torque-shims", tmp_path / "torque-calls.log"
+    shims.mkdir()
+    for name in ("qsub", "qstat", "qdel"):
+        shim = shims / name
+        shim.write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {torque_bin}/{name} "$@"\n')
+        shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{torque_bin}:{os.environ['PATH']}")
+    _register_torque(monkeypatch)
+
+    def calls(name=None):
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [ln for ln in lines if name is None or ln.split()[0] == name]
+
+    return calls
+
+
+def _register_torque(monkeypatch):
+    """Make use='torque' resolve while base.make_queue does not list it yet."""
+    try:
+        base.make_queue("torque")
+        return
+    except ps.ParamSearchError:
+        pass
+    original = base.make_queue
+
+    def make_queue(use, **options):
+        if isinstance(use, str) and use.lower() == "torque":
+            return TorqueQueue(**options)
+        return original(use, **options)
+
+    def queue_for(name):
+        return make_queue(name)
+
+    import param_search.api as api
+    import param_search.tracking as tracking
+
+    for module in (base, api, tracking):
+        if hasattr(module, "make_queue"):
+            monkeypatch.setattr(module, "make_queue", make_queue)
+        monkeypatch.setattr(module, "queue_for", queue_for)
+
+
+def _wait(jobs, timeout=180):
+    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
+
+
+def _until(check, timeout=90):
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.5)
+
+
+SWEEP = textwrap.dedent("""\
+    #!/bin/bash
+    #PBS -l walltime=00:05:00
+    #PBS -N ignored -o ignored.out
+    echo "x={x} host=$(hostname)"
+    if [ {x} = 3 ]; then echo 'RuntimeError: three' >&2; exit 3; fi
+""")
+
+
+@pytest.mark.slurm
+def test_sweep_runs_as_one_array(in_tmp, torque_calls):
+    jobs = ps.submit(SWEEP, "job_{x}", ps.ParamSpace(x=range(6)), use="torque")
+    qsubs = torque_calls("qsub")
+    assert len(qsubs) == 1 and "-t 0-5" in qsubs[0] and "-l walltime=00:05:00" in qsubs[0]
+    assert "ignored" not in qsubs[0]
+    assert jobs.job_id.str.match(r"^\d+\[\d\]$").all()
+    array = jobs.job_id.iloc[0].split("[")[0]
+    limit = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%l"], capture_output=True, text=True)
+    assert set(limit.stdout.split()) <= {"5:00"}
+    before = len(torque_calls("qstat"))
+    ps.status(jobs)
+    assert len(torque_calls("qstat")) - before <= 1
+    jobs = _wait(jobs)
+    assert list(jobs.job_state) == ["COMPLETED"] * 3 + ["FAILED"] + ["COMPLETED"] * 2
+    assert list(jobs.exit_code) == [0, 0, 0, 3, 0, 0]
+    assert jobs.stdout.iloc[2].startswith("x=2 host=")
+    assert jobs.error.iloc[3] == "RuntimeError: three"
+    assert not torque_calls("qdel")
+
+
+@pytest.mark.slurm
+def test_cancel_a_sleeping_job(in_tmp, torque_calls):
+    script = "#!/bin/bash\nif [ {kind} = slow ]; then sleep 300; fi\necho {kind}\n"
+    jobs = ps.submit(script, "job_{kind}", ps.ParamSpace(kind=["ok", "slow"]), use="torque")
+    _until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
+    cancelled = ps.cancel(jobs.iloc[[1]])
+    assert list(cancelled.job_state) == ["CANCELLED"]
+    assert torque_calls("qdel") == [f"qdel {jobs.job_id.iloc[1].split('[')[0]}"]
+    array = jobs.job_id.iloc[1].split("[")[0]
+    _until(lambda: not subprocess.run(["squeue", "-h", "-j", array], capture_output=True,
+                                      text=True).stdout.strip())
+    assert list(_wait(jobs).job_state) == ["COMPLETED", "CANCELLED"]
+
+
+@pytest.mark.slurm
+def test_cancel_part_of_a_running_array_is_refused_then_whole(in_tmp, torque_calls):
+    jobs = ps.submit("sleep 300\n", "job_{i}", ps.ParamSpace(i=range(2)), use="torque")
+    _until(lambda: set(ps.status(jobs).job_state) == {"RUNNING"})
+    with pytest.raises(QueueError, match="cannot cancel part of array"):
+        ps.cancel(jobs.iloc[[0]])
+    assert not torque_calls("qdel") and set(ps.status(jobs).job_state) == {"RUNNING"}
+    assert set(ps.cancel(jobs).job_state) == {"CANCELLED"}
+    assert len(torque_calls("qdel")) == 1
+
+
+@pytest.mark.slurm
+def test_single_jobs_without_arrays_are_polled_and_cancelled(in_tmp, torque_calls):
+    jobs = ps.submit("sleep {s}\necho {s}\n", "job_{s}", ps.ParamSpace(s=[0, 300]), use="torque",
+                     array=False)
+    assert len(torque_calls("qsub")) == 2 and not any(" -t " in c for c in torque_calls("qsub"))
+    assert jobs.job_id.str.isdigit().all()
+    _until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
+    assert list(ps.cancel(jobs.iloc[[1]]).job_state) == ["CANCELLED"]
+    assert torque_calls("qdel") == [f"qdel {jobs.job_id.iloc[1]}"]
+    assert list(_wait(jobs).job_state) == ["COMPLETED", "CANCELLED"]
+
+
+@pytest.mark.slurm
+def test_job_cancelled_while_pending_outside_param_search(in_tmp, torque_calls):
+    jobs = ps.submit("echo hi\n", "job_{i}", ps.ParamSpace(i=[1]), use="torque", array=False,
+                     extra_args=["-a", "now+3600"])   # begins in an hour: stays pending
+    subprocess.run(["qdel", jobs.job_id.iloc[0]], check=True)
+    jobs = _wait(jobs, timeout=60)
+    assert list(jobs.job_state) == ["CANCELLED"] and jobs.started.isna().all()
+
+
+@pytest.mark.slurm
+def test_reconcile_finds_chunks_by_name(in_tmp, torque_calls):
+    jobs = ps.submit("sleep 2\necho {i}\n", "job_{i}", ps.ParamSpace(i=range(3)), use="torque")
+    ids = list(jobs.job_id)
+    exp = Experiment.open(in_tmp)
+    with exp.lock():   # as if the controller died between qsub and recording the ids
+        records = exp.load_records()
+        for record in records.values():
+            record.update(state="SUBMITTING", job_id=None)
+        exp.save_records(records)
+    assert list(ps.status(in_tmp).job_id) == ids
+    assert list(_wait(jobs).stdout) == ["0\n", "1\n", "2\n"]
