@@ -14,6 +14,7 @@ import time
 import pytest
 
 import param_search as ps
+import test_seed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 
@@ -31,18 +32,7 @@ def timeout_job(tmp_path_factory, slurm):
                      time="0:01:00")
 
 
-SEED_TEMPLATE = '''\
-#!/bin/bash
-#SBATCH --job-name={job_name}
-#SBATCH -o %J.stdout
-#SBATCH -e %J.stderr
-pwd
-product=`python3 -c "print({term1}*{term2})"`
-quotient=`python3 -c "print({term1}/{term2})"`
-
-echo "product quotient" > {job_name}.metrics
-echo "$product $quotient" >> {job_name}.metrics
-'''
+SEED_TEMPLATE = test_seed.template   # the original README's template, as written
 
 
 def test_seed_example_on_slurm(in_tmp, command_log):

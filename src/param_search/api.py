@@ -177,12 +177,20 @@ def status(jobs: JobsLike) -> pd.DataFrame:
     """The jobs table refreshed from the job folders and the queues (batched queries)."""
     exp, names = _open(jobs)
     with exp.lock():
-        records = exp.load_records()
-        chosen = _select(records, names)
-        stuck = _reconcile(exp, chosen)
-        if refresh(exp, chosen) or stuck:
+        records, chosen, changed = _load_fresh(exp, names)
+        if changed:
             exp.save_records(records)
     return jobs_table(exp, chosen)
+
+
+def _load_fresh(exp: Experiment, names: list[str] | None) -> tuple[dict[str, Record], list[Record], bool]:
+    """Under the lock: the index, the chosen records reconciled and refreshed, and whether
+    anything changed."""
+    records = exp.load_records()
+    chosen = _select(records, names)
+    stuck = _reconcile(exp, chosen)
+    changed = refresh(exp, chosen)
+    return records, chosen, bool(stuck or changed)
 
 
 def _reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
@@ -274,7 +282,9 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
     """Send again the jobs that ended in one of ``states``; return the table of the jobs given.
 
     Each attempt keeps its own logs (``job.<attempt>.out/err``). Jobs still pending or
-    running are never sent again: asking for them is an error.
+    running are never sent again (naming a non-final state in ``states`` is an error);
+    ``max_attempts`` caps the attempts of each job. ``use`` and ``queue_options`` choose
+    where they go (default: the queue each went to before).
     """
     states = [str(s) for s in states]
     bad = [s for s in states if s not in FINAL_STATES]
@@ -283,10 +293,7 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
                                f"({', '.join(sorted(FINAL_STATES))}) can be resubmitted")
     exp, names = _open(jobs)
     with exp.lock():
-        records = exp.load_records()
-        chosen = _select(records, names)
-        _reconcile(exp, chosen)
-        refresh(exp, chosen)
+        records, chosen, _ = _load_fresh(exp, names)
         send = [r for r in chosen if r["state"] in states
                 and (max_attempts is None or r["attempt"] < max_attempts)]
         queue = make_queue(use or _common_queue(send), **queue_options) if send else None
@@ -312,10 +319,7 @@ def cancel(jobs: JobsLike) -> pd.DataFrame:
     """Cancel the pending and running jobs among ``jobs`` (a table, rows of it, or a work_dir)."""
     exp, names = _open(jobs)
     with exp.lock():
-        records = exp.load_records()
-        chosen = _select(records, names)
-        _reconcile(exp, chosen)
-        refresh(exp, chosen)
+        records, chosen, _ = _load_fresh(exp, names)
         active = [r for r in chosen if r["state"] in ACTIVE_STATES]
         for name in {r["queue"] for r in active}:
             queue_for(name).cancel(exp, [r for r in active if r["queue"] == name])
