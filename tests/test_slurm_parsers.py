@@ -103,7 +103,7 @@ def test_directives_are_read_like_sbatch_and_own_options_dropped():
     script = ("#!/bin/bash\n#SBATCH --job-name=x -o %J.out\n#SBATCH -e %J.err\n"
               "#SBATCH --mem=2G --cpus-per-task=4  # comment\n# plain comment\n\n"
               "#SBATCH -p gpu\n#SBATCH -J name\n#SBATCH -ofile\necho hi\n#SBATCH --time=5\n")
-    assert slurm.script_directives(script) == ["--mem=2G", "--cpus-per-task=4", "-p", "gpu"]
+    assert slurm.SlurmQueue().script_directives(script) == ["--mem=2G", "--cpus-per-task=4", "-p", "gpu"]
 
 
 def test_unknown_sbatch_option_keyword_lists_the_valid_ones():

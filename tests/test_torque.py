@@ -14,7 +14,7 @@ import pytest
 import param_search as ps
 from param_search.errors import QueueError
 from param_search.experiment import Experiment
-from param_search.queues import base, torque
+from param_search.queues import torque
 from param_search.queues.torque import TorqueQueue
 
 DATA = pathlib.Path(__file__).parent / "data" / "torque"
@@ -83,10 +83,10 @@ def test_exit_status_mapping(code, expected):
 
 def test_find_chunks_by_name():
     text = read("qstat_f_tasks_ended.txt")
-    assert torque.find_chunks(text, ["ps_arr", "ps_single", "other"]) == {"ps_arr": "8391", "ps_single": "8392"}
+    assert torque.chunks_in_qstat(text, ["ps_arr", "ps_single", "other"]) == {"ps_arr": "8391", "ps_single": "8392"}
     torque_like = ("Job Id: 55[].srv\n    Job_Name = b.a0\n    job_state = Q\n"
                    "Job Id: 55[1].srv\n    Job_Name = b.a0-1\n    job_state = R\n")
-    assert torque.find_chunks(torque_like, ["b.a0"]) == {"b.a0": "55.srv"}
+    assert torque.chunks_in_qstat(torque_like, ["b.a0"]) == {"b.a0": "55.srv"}
 
 
 def test_script_directives_drop_our_own_options():
@@ -100,7 +100,7 @@ def test_script_directives_drop_our_own_options():
         echo hi
         #PBS -l nodes=2
     """)
-    assert torque.script_directives(script) == ["-l", "walltime=01:00:00", "-q", "long", "-lmem=2gb"]
+    assert torque.TorqueQueue().script_directives(script) == ["-l", "walltime=01:00:00", "-q", "long", "-lmem=2gb"]
 
 
 def test_qsub_argv_merges_resources_options_win():
@@ -150,9 +150,9 @@ def test_poll_keeps_state_when_qstat_says_nothing(tmp_path, monkeypatch):
         raise ps.CommandError(argv, 153, "", "qstat: Unknown Job Id Error 77[].srv")
 
     monkeypatch.setattr(torque, "call", fake_call)
-    record = {"job_id": "77[0].srv", "state": "PENDING", "submitted": time.time(), "exit_code": None}
+    record = {"job_id": "77[0].srv", "state": "RUNNING", "submitted": time.time(), "exit_code": None}
     TorqueQueue().poll(None, [record])
-    assert record["state"] == "PENDING"
+    assert record["state"] == "RUNNING"
     assert calls == [["qstat", "-f", "-1", "-t", "77[].srv"]]
 
 
@@ -186,39 +186,12 @@ def torque_calls(torque_bin, tmp_path, monkeypatch):
         shim.write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {torque_bin}/{name} "$@"\n')
         shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{shims}:{torque_bin}:{os.environ['PATH']}")
-    _register_torque(monkeypatch)
 
     def calls(name=None):
         lines = log.read_text().splitlines() if log.exists() else []
         return [ln for ln in lines if name is None or ln.split()[0] == name]
 
     return calls
-
-
-def _register_torque(monkeypatch):
-    """Make use='torque' resolve while base.make_queue does not list it yet."""
-    try:
-        base.make_queue("torque")
-        return
-    except ps.ParamSearchError:
-        pass
-    original = base.make_queue
-
-    def make_queue(use, **options):
-        if isinstance(use, str) and use.lower() == "torque":
-            return TorqueQueue(**options)
-        return original(use, **options)
-
-    def queue_for(name):
-        return make_queue(name)
-
-    import param_search.api as api
-    import param_search.tracking as tracking
-
-    for module in (base, api, tracking):
-        if hasattr(module, "make_queue"):
-            monkeypatch.setattr(module, "make_queue", make_queue)
-        monkeypatch.setattr(module, "queue_for", queue_for)
 
 
 def _wait(jobs, timeout=180):
@@ -250,8 +223,8 @@ def test_sweep_runs_as_one_array(in_tmp, torque_calls):
     assert "ignored" not in qsubs[0]
     assert jobs.job_id.str.match(r"^\d+\[\d\]$").all()
     array = jobs.job_id.iloc[0].split("[")[0]
-    limit = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%l"], capture_output=True, text=True)
-    assert set(limit.stdout.split()) <= {"5:00"}
+    shown = subprocess.run(["qstat", "-f", "-1", array], capture_output=True, text=True).stdout
+    assert "Resource_List.walltime = 00:05:00" in shown      # the directive reached the scheduler
     before = len(torque_calls("qstat"))
     ps.status(jobs)
     assert len(torque_calls("qstat")) - before <= 1
@@ -321,3 +294,13 @@ def test_reconcile_finds_chunks_by_name(in_tmp, torque_calls):
         exp.save_records(records)
     assert list(ps.status(in_tmp).job_id) == ids
     assert list(_wait(jobs).stdout) == ["0\n", "1\n", "2\n"]
+
+
+@pytest.mark.slurm
+def test_chunks_and_slot_limit(in_tmp, torque_calls):
+    jobs = ps.submit("echo {i}\n", "job_{i}", ps.ParamSpace(i=range(5)), use="torque",
+                     max_array_size=2, max_running=1)
+    qsubs = torque_calls("qsub")
+    assert [c.split(" -t ")[1].split()[0] for c in qsubs] == ["0-1%1", "0-1%1", "0-0%1"]
+    assert len({i.split("[")[0] for i in jobs.job_id}) == 3
+    assert list(_wait(jobs).stdout) == [f"{i}\n" for i in range(5)]

@@ -27,10 +27,14 @@ def __getattr__(name: str):
         from .queues.slurm import SlurmQueue
 
         return SlurmQueue
+    if name == "TorqueQueue":
+        from .queues.torque import TorqueQueue
+
+        return TorqueQueue
     raise AttributeError(f"module 'param_search' has no attribute {name!r}")
 
 __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
-    "plot", "Queue", "LocalQueue", "SlurmQueue", "JobState", "ParamSearchError", "ParamSpaceError",
+    "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
 ]

@@ -50,7 +50,7 @@ class Queue(ABC):
 
 def make_queue(use: "str | Queue", **options: Any) -> Queue:
     """The queue for ``use`` ('local', 'slurm', ... or a Queue instance)."""
-    from . import local, slurm
+    from . import local, slurm, torque
 
     if isinstance(use, Queue):
         if options:
@@ -59,7 +59,8 @@ def make_queue(use: "str | Queue", **options: Any) -> Queue:
                 "pass them to its constructor instead"
             )
         return use
-    classes = {"local": local.LocalQueue, "slurm": slurm.SlurmQueue}
+    classes = {"local": local.LocalQueue, "slurm": slurm.SlurmQueue, "torque": torque.TorqueQueue,
+               "pbs": torque.TorqueQueue}
     try:
         cls = classes[str(use).lower()]
     except KeyError:

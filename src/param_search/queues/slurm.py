@@ -10,18 +10,16 @@ to the chunk, except job name, output, error and array, which param_search sets 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import shlex
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import CommandError, QueueError
 from ..proc import call
 from ..states import CANCELLED, FINAL_STATES, PENDING, SCHEDULER_VERDICTS
-from .base import Queue
+from .batch import BatchQueue, chunks, lines
 
 if TYPE_CHECKING:
     from ..experiment import Experiment, Record
@@ -43,10 +41,9 @@ TRANSIENT = ("socket timed out", "temporarily unable to accept", "resource tempo
              "unable to contact slurm controller", "connection refused", "slurm_persist_conn")
 #: sbatch options param_search sets itself; the same options found in scripts are dropped.
 OWN_OPTIONS = {"-J": "--job-name", "-o": "--output", "-e": "--error", "-a": "--array"}
-IDS_PER_CALL = 1000
 
 
-class SlurmQueue(Queue):
+class SlurmQueue(BatchQueue):
     """Submit to Slurm with job arrays (or one sbatch per job with ``array=False``).
 
     Args:
@@ -60,6 +57,9 @@ class SlurmQueue(Queue):
     """
 
     name = "slurm"
+    directive = "#SBATCH"
+    submit_command = "sbatch"
+    transient = TRANSIENT
 
     def __init__(self, partition: str | None = None, time: str | None = None,
                  mem: str | None = None, cpus_per_task: int | None = None, gres: str | None = None,
@@ -68,91 +68,42 @@ class SlurmQueue(Queue):
                  max_array_size: int | None = None, submit_timeout: float = 120.0):
         named = {"partition": partition, "time": time, "mem": mem, "cpus-per-task": cpus_per_task,
                  "gres": gres, "account": account, "qos": qos, "constraint": constraint}
-        self.options = [f"--{k}={v}" for k, v in named.items() if v is not None] + list(extra_args)
-        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
-            raise ValueError(f"max_running must be a positive int, not {max_running!r}")
-        self.array, self.max_running = array, max_running
-        self._max_array_size, self.submit_timeout = max_array_size, submit_timeout
+        options = [f"--{k}={v}" for k, v in named.items() if v is not None] + list(extra_args)
+        super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     # -- submit ------------------------------------------------------------------------
-    def submit(self, exp: "Experiment", records: list["Record"], scripts: Sequence[str] | None = None) -> None:
-        """Submit chunks of records, grouped by their scripts' #SBATCH directives."""
-        scripts = scripts or [_read(os.path.join(exp.job_dir(r["job_name"]), "job.sh")) for r in records]
-        groups: dict[tuple, list["Record"]] = {}
-        for record, script in zip(records, scripts):
-            groups.setdefault(tuple(script_directives(script)), []).append(record)
-        size = self.max_array_size() if self.array else 1
-        k = 0
-        for directives, group in groups.items():
-            for start in range(0, len(group), size):
-                self._submit_chunk(exp, group[start:start + size], list(directives), k)
-                k += 1
+    def own_options(self, options: list[str]) -> list[str]:
+        return _drop_own_options(options)
 
-    def max_array_size(self) -> int:
-        """The highest array index + 1 this cluster accepts (MaxArraySize)."""
-        if self._max_array_size is None:
-            self._max_array_size = parse_max_array_size(call(["scontrol", "show", "config"]))
-        return self._max_array_size
+    def discover_max_array_size(self) -> int:
+        return parse_max_array_size(call(["scontrol", "show", "config"]))
 
-    def _submit_chunk(self, exp: "Experiment", chunk: list["Record"], directives: list[str], k: int) -> None:
-        name = f"{chunk[0]['batch']}.{'a' if self.array else 's'}{k}"
-        map_path = os.path.join(exp.state_dir, "batches", f"{name}.map")
-        _write_map(exp, map_path, chunk)
+    def submit_chunk(self, exp: "Experiment", name: str, map_path: str, size: int,
+                     directives: list[str]) -> str:
         argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={exp.work_dir}",
                 f"--output={exp.state_dir}/batches/{name}_%a.log", *directives, *self.options]
         if self.array:
             throttle = f"%{self.max_running}" if self.max_running else ""
-            argv.append(f"--array=0-{len(chunk) - 1}{throttle}")
-        argv += [exp.wrapper, f"@{map_path}"]
-        job_id = parse_sbatch(self._sbatch(argv))
-        for i, record in enumerate(chunk):
-            record.update(job_id=f"{job_id}_{i}" if self.array else job_id,
-                          state=PENDING)
+            argv.append(f"--array=0-{size - 1}{throttle}")
+        return parse_sbatch(self.run_submit([*argv, exp.wrapper, f"@{map_path}"]))
 
-    def _sbatch(self, argv: list[str]) -> str:
-        deadline, delay = time.monotonic() + self.submit_timeout, 0.5
-        while True:
-            try:
-                return call(argv)
-            except CommandError as exc:
-                transient = any(t in exc.stderr.lower() for t in TRANSIENT)
-                if not transient or time.monotonic() + delay > deadline:
-                    raise QueueError(f"sbatch refused the jobs: {exc.stderr.strip() or exc}") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def task_id(self, job_id: str, index: int) -> str:
+        return f"{job_id}_{index}"
 
-    # -- reconcile / poll / cancel -----------------------------------------------------
-    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
-        batches = sorted({r["batch"] for r in records if r["batch"]})
-        if not batches:
-            return
-        found = self._find_by_name(exp, batches, min(r["submitted"] or 0 for r in records))
-        by_key = {(r["job_name"], r["attempt"]): r for r in records}
-        for name, array_id in found.items():
-            path = os.path.join(exp.state_dir, "batches", f"{name}.map")
-            is_array = name.rsplit(".", 1)[-1].startswith("a")
-            for i, (job_dir, attempt) in enumerate(_read_map(path)):
-                record = by_key.get((os.path.basename(job_dir), attempt))
-                if record is not None:
-                    record.update(job_id=f"{array_id}_{i}" if is_array else array_id,
-                                  state=PENDING)
-
-    def _find_by_name(self, exp: "Experiment", batches: list[str], since: float) -> dict[str, str]:
-        """Chunk name -> Slurm job id, for chunks whose names start with one of ``batches``."""
-        names = [os.path.basename(p)[:-4] for p in sorted(os.listdir(os.path.join(exp.state_dir, "batches")))
-                 if p.endswith(".map") and p.rsplit(".", 2)[0] in batches]
+    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
         found: dict[str, str] = {}
-        for part in _chunks(names, IDS_PER_CALL):
-            for line in _lines(call(["squeue", "--noheader", f"--name={','.join(part)}", "--format=%F|%j"])):
+        start = datetime.fromtimestamp(since - 60).strftime("%Y-%m-%dT%H:%M:%S")
+        for part in chunks(names):
+            for line in lines(call(["squeue", "--noheader", f"--name={','.join(part)}", "--format=%F|%j"])):
                 array_id, name = line.split("|", 1)
                 found[name] = array_id
-            start = datetime.fromtimestamp(since - 60).strftime("%Y-%m-%dT%H:%M:%S")
-            for line in _lines(_sacct(["-X", f"--name={','.join(part)}", f"--starttime={start}",
-                                       "--format=JobIDRaw,JobName,JobID"])):
-                raw, name, job_id = line.split("|")[:3]
+            for line in lines(_sacct(["-X", f"--name={','.join(part)}", f"--starttime={start}",
+                                      "--format=JobIDRaw,JobName,JobID"])):
+                _raw, name, job_id = line.split("|")[:3]
                 found.setdefault(name, job_id.split("_")[0])
         return found
 
+    # -- poll / cancel -----------------------------------------------------------------
     def poll(self, exp: "Experiment", records: list["Record"]) -> None:
         """One squeue call for jobs that may be queued, one sacct call for the rest."""
         from ..tracking import apply_wrapper_files
@@ -184,7 +135,7 @@ class SlurmQueue(Queue):
     def _squeue(self, records: list["Record"]) -> dict[str, dict]:
         ids = sorted({r["job_id"].split("_")[0] for r in records})
         out: dict[str, dict] = {}
-        for part in _chunks(ids, IDS_PER_CALL):
+        for part in chunks(ids):
             try:
                 text = call(["squeue", "--noheader", "--array", "--states=all",
                              f"--format={SQUEUE_FORMAT}", f"--jobs={','.join(part)}"])
@@ -199,7 +150,7 @@ class SlurmQueue(Queue):
         """Accounting of the records' jobs, or None if sacct gave no usable answer."""
         ids = sorted({r["job_id"].split("_")[0] for r in records})
         out: dict[str, dict] = {}
-        for part in _chunks(ids, IDS_PER_CALL):
+        for part in chunks(ids):
             try:
                 text = _sacct(["-X", f"--format={SACCT_FIELDS}", f"--jobs={','.join(part)}"])
             except (CommandError, QueueError):
@@ -209,7 +160,7 @@ class SlurmQueue(Queue):
 
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         ids = [r["job_id"] for r in records if r["job_id"]]
-        for part in _chunks(ids, IDS_PER_CALL):
+        for part in chunks(ids):
             call(["scancel", *part])
         now = time.time()
         for record in records:
@@ -217,21 +168,6 @@ class SlurmQueue(Queue):
 
 
 # -- pure helpers: argv pieces and parsers of Slurm's text -----------------------------
-def script_directives(script: str) -> list[str]:
-    """The sbatch options in a script's ``#SBATCH`` lines, minus those param_search sets.
-
-    Like sbatch, reading stops at the first line that is neither blank nor a comment.
-    """
-    options: list[str] = []
-    for line in script.splitlines()[1 if script.startswith("#!") else 0:]:
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            break
-        if stripped.startswith("#SBATCH"):
-            options += shlex.split(stripped[len("#SBATCH"):], comments=True)
-    return _drop_own_options(options)
-
-
 def _drop_own_options(options: list[str]) -> list[str]:
     kept, skip = [], False
     for opt in options:
@@ -265,7 +201,7 @@ def parse_max_array_size(config_text: str) -> int:
 def parse_squeue(text: str) -> dict[str, dict]:
     """``squeue --format=%i|%T|%r|%N|%V`` lines -> {job id: info}."""
     out = {}
-    for line in _lines(text):
+    for line in lines(text):
         job_id, state, reason, node, submit = (line.split("|") + [""] * 5)[:5]
         out[job_id] = {"state": NATIVE_STATES.get(state, "UNKNOWN"), "native": state,
                        "reason": None if reason in ("None", "") else reason,
@@ -279,7 +215,7 @@ def parse_sacct(text: str) -> dict[str, dict]:
     Rows of array tasks not yet started (``493_[1-3%1]``) are expanded to one per task.
     """
     out = {}
-    for line in _lines(text):
+    for line in lines(text):
         fields = line.split("|")
         if len(fields) < 10:
             continue
@@ -357,31 +293,3 @@ def _epoch(text: str) -> float | None:
 
 def _sacct(args: list[str]) -> str:
     return call(["sacct", "--parsable2", "--noheader", *args])
-
-
-def _write_map(exp: "Experiment", path: str, chunk: list["Record"]) -> None:
-    lines = [f"{exp.job_dir(r['job_name'])}\t{r['attempt']}\t{r['mode']}\n" for r in chunk]
-    with open(path, "w") as f:
-        f.writelines(lines)
-
-
-def _read_map(path: str) -> list[tuple[str, int]]:
-    try:
-        with open(path) as f:
-            return [(p[0], int(p[1])) for p in (line.rstrip("\n").split("\t") for line in f) if len(p) >= 2]
-    except FileNotFoundError:
-        return []
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _lines(text: str) -> Iterable[str]:
-    return (line.strip() for line in text.splitlines() if line.strip())
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import FINAL_STATES, SCHEDULER_VERDICTS, JobState
-from .base import Queue
-from .slurm import _chunks, _read, _read_map, _write_map
+from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING, SCHEDULER_VERDICTS
+from .batch import BatchQueue, chunks
 
 if TYPE_CHECKING:
     from ..experiment import Experiment, Record
@@ -49,7 +48,6 @@ TORQUE_EXIT_STATES = {-10: "OUT_OF_MEMORY", -11: "TIMEOUT", -12: "TIMEOUT"}
 OWN_OPTIONS = ("-N", "-o", "-e", "-j", "-t", "-J")
 TRANSIENT = ("timed out", "temporarily", "try again", "cannot connect", "connection refused",
              "unable to contact", "resource temporarily unavailable", "pbs_server busy")
-IDS_PER_CALL = 1000
 DEFAULT_MAX_ARRAY_SIZE = 1000
 _JOB_ID = re.compile(r"^(\d+)(?:\[(\d*)\]|_(\d+))?((?:\.\S*)?)$")
 _ATTRIBUTE = re.compile(r"^\s+([A-Za-z_][\w.]*) = ?(.*)$")
@@ -57,7 +55,7 @@ _ATTRIBUTE = re.compile(r"^\s+([A-Za-z_][\w.]*) = ?(.*)$")
 _NO_EXPAND: set[str] = set()
 
 
-class TorqueQueue(Queue):
+class TorqueQueue(BatchQueue):
     """Submit to Torque/PBS with job arrays (or one qsub per job with ``array=False``).
 
     Args:
@@ -74,101 +72,71 @@ class TorqueQueue(Queue):
     """
 
     name = "torque"
+    directive = "#PBS"
+    submit_command = "qsub"
+    transient = TRANSIENT
 
     def __init__(self, queue: str | None = None, walltime: str | None = None, mem: str | None = None,
                  nodes: int | None = None, ppn: int | None = None, account: str | None = None,
                  extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
                  max_array_size: int | None = None, submit_timeout: float = 120.0):
-        if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
-            raise ValueError(f"max_running must be a positive int, not {max_running!r}")
-        self.options = queue_options(queue, walltime, mem, nodes, ppn, account) + list(extra_args)
-        self.array, self.max_running = array, max_running
-        self._max_array_size, self.submit_timeout = max_array_size, submit_timeout
+        options = queue_options(queue, walltime, mem, nodes, ppn, account) + list(extra_args)
+        super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     # -- submit ------------------------------------------------------------------------
-    def submit(self, exp: "Experiment", records: list["Record"], scripts: Sequence[str] | None = None) -> None:
-        """Submit chunks of records, grouped by their scripts' #PBS directives."""
-        scripts = scripts or [_read(os.path.join(exp.job_dir(r["job_name"]), "job.sh")) for r in records]
-        groups: dict[tuple, list["Record"]] = {}
-        for record, script in zip(records, scripts):
-            groups.setdefault(tuple(script_directives(script)), []).append(record)
-        size = self.max_array_size() if self.array else 1
-        k = 0
-        for directives, group in groups.items():
-            for start in range(0, len(group), size):
-                self._submit_chunk(exp, group[start:start + size], list(directives), k)
-                k += 1
+    def own_options(self, options: list[str]) -> list[str]:
+        return drop_own_options(options)
 
-    def max_array_size(self) -> int:
-        """Tasks per array: the server's max_job_array_size, else 1000."""
-        if self._max_array_size is None:
-            try:
-                text = call(["qstat", "-B", "-f"])
-            except CommandError:
-                text = ""
-            self._max_array_size = parse_max_array_size(text)
-        return self._max_array_size
+    def discover_max_array_size(self) -> int:
+        """The server's max_job_array_size, else 1000."""
+        try:
+            return parse_max_array_size(call(["qstat", "-B", "-f"]))
+        except CommandError:
+            return DEFAULT_MAX_ARRAY_SIZE
 
-    def _submit_chunk(self, exp: "Experiment", chunk: list["Record"], directives: list[str], k: int) -> None:
-        """One qsub call for ``chunk``; records get their ids and PENDING."""
-        name = f"{chunk[0]['batch']}.{'a' if self.array else 's'}{k}"
-        base = os.path.join(exp.state_dir, "batches", name)
-        _write_map(exp, f"{base}.map", chunk)
-        write_driver(f"{base}.sh", exp.wrapper, f"{base}.map")
-        array = array_spec(len(chunk), self.max_running) if self.array else None
+    def submit_chunk(self, exp: "Experiment", name: str, map_path: str, size: int,
+                     directives: list[str]) -> str:
+        base = map_path[: -len(".map")]
+        write_driver(f"{base}.sh", exp.wrapper, map_path)
+        array = array_spec(size, self.max_running) if self.array else None
         argv = qsub_argv(name, f"{base}.log", exp.work_dir, f"{base}.sh", directives + self.options, array)
-        job_id = parse_qsub(self._qsub(argv))
-        for i, record in enumerate(chunk):
-            record.update(job_id=task_id(job_id, i) if self.array else job_id,
-                          state=JobState.PENDING.value)
+        return parse_qsub(self.run_submit(argv))
 
-    def _qsub(self, argv: list[str]) -> str:
-        """Run qsub, retrying transient refusals for ``submit_timeout`` seconds."""
-        deadline, delay = time.monotonic() + self.submit_timeout, 0.5
-        while True:
-            try:
-                return call(argv)
-            except CommandError as exc:
-                said = f"{exc.stderr}\n{exc.stdout}".strip()   # Slurm's qsub reports on stdout
-                if not any(t in said.lower() for t in TRANSIENT) or time.monotonic() + delay > deadline:
-                    raise QueueError(f"qsub refused the jobs: {said or exc}") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def task_id(self, job_id: str, index: int) -> str:
+        return task_id(job_id, index)
 
-    # -- reconcile ---------------------------------------------------------------------
-    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
-        """Adopt the ids of chunks qstat lists under the batches' chunk names."""
-        batches = sorted({r["batch"] for r in records if r["batch"]})
-        if not batches:
-            return
-        found = find_chunks(qstat_full([]), chunk_names(exp, batches))
-        by_key = {(r["job_name"], r["attempt"]): r for r in records}
-        for name, job_id in found.items():
-            is_array = name.rsplit(".", 1)[-1].startswith("a")
-            path = os.path.join(exp.state_dir, "batches", f"{name}.map")
-            for i, (job_dir, attempt) in enumerate(_read_map(path)):
-                record = by_key.get((os.path.basename(job_dir), attempt))
-                if record is not None:
-                    record.update(job_id=task_id(job_id, i) if is_array else job_id,
-                                  state=JobState.PENDING.value)
+    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
+        return chunks_in_qstat(qstat_full([]), names)
 
     # -- poll --------------------------------------------------------------------------
     def poll(self, exp: "Experiment", records: list["Record"]) -> None:
-        """One ``qstat -f`` call (per 1,000 arrays) for all records; absent jobs keep their state."""
+        """One ``qstat -f`` call (per 1,000 arrays) for all records.
+
+        A PENDING record whose job qstat no longer calls pending (or does not list: Slurm's
+        wrapper never lists array tasks by index) gets its wrapper files read, as refresh
+        skips them for pending jobs; jobs qstat does not list otherwise keep their state.
+        """
+        from ..tracking import apply_wrapper_files
+
         with_id = [r for r in records if r["job_id"] and split_id(r["job_id"])]
         if not with_id:
             return
         infos = parse_qstat_full(qstat_full(query_ids(with_id)))
         for record in with_id:
             info = infos.get(id_key(record["job_id"]))
-            if info is not None and _is_fresh(info, record):
+            if info is not None and not _is_fresh(info, record):
+                info = None
+            if record["state"] == PENDING and (info is None or info["state"] != PENDING):
+                apply_wrapper_files(exp, record)   # it may have left the queue: what did it record?
+            if info is not None:
                 apply_info(exp, record, info)
 
     # -- cancel ------------------------------------------------------------------------
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         """qdel the records' jobs (batched); mark them CANCELLED."""
-        ids = qdel_ids(records, exp.load_records().values())
-        for part in _chunks(ids, IDS_PER_CALL):
+        bare = any(_wrapper_task(r["job_id"]) for r in records if r["job_id"])
+        ids = qdel_ids(records, exp.load_records().values() if bare else ())
+        for part in chunks(ids):
             try:
                 call(["qdel", *part])
             except CommandError as exc:
@@ -176,7 +144,7 @@ class TorqueQueue(Queue):
                     raise QueueError(f"qdel failed: {(exc.stderr or exc.stdout).strip() or exc}") from exc
         now = time.time()
         for record in records:
-            record.update(state=JobState.CANCELLED.value, ended=record["ended"] or now)
+            record.update(state=CANCELLED, ended=record["ended"] or now)
 
 
 # -- argv pieces -------------------------------------------------------------------------
@@ -253,21 +221,6 @@ def write_driver(path: str, wrapper: str, map_path: str) -> None:
     os.chmod(path, 0o755)
 
 
-def script_directives(script: str) -> list[str]:
-    """The qsub options in a script's ``#PBS`` lines, minus those param_search sets.
-
-    Like qsub, reading stops at the first line that is neither blank nor a comment.
-    """
-    options: list[str] = []
-    for line in script.splitlines()[1 if script.startswith("#!") else 0:]:
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            break
-        if stripped.startswith("#PBS"):
-            options += shlex.split(stripped[len("#PBS"):], comments=True)
-    return drop_own_options(options)
-
-
 def drop_own_options(options: list[str]) -> list[str]:
     """``options`` without -N/-o/-e/-j/-t/-J and their values (separate or glued)."""
     kept, items = [], iter(options)
@@ -325,10 +278,10 @@ def qdel_ids(records: list["Record"], known: Iterable["Record"]) -> list[str]:
         number, index, suffix = split_id(record["job_id"]) or ("", None, "")
         if not number:
             continue
-        if index is None or suffix:
-            ids.append(record["job_id"])
-        else:
+        if _wrapper_task(record["job_id"]):
             arrays.setdefault(number, set()).add(record["job_name"])
+        else:
+            ids.append(record["job_id"])
     for number, names in sorted(arrays.items()):
         busy = [r["job_name"] for r in known if r["job_name"] not in names
                 and r["queue"] == TorqueQueue.name and r["state"] not in FINAL_STATES
@@ -342,11 +295,18 @@ def qdel_ids(records: list["Record"], known: Iterable["Record"]) -> list[str]:
     return ids
 
 
+def _wrapper_task(job_id: str) -> bool:
+    """An array task id without a server suffix (``123[4]``): from Slurm's wrapper."""
+    parts = split_id(job_id)
+    return parts is not None and parts[1] is not None and not parts[2]
+
+
 def _only_gone(exc: CommandError) -> bool:
     """qdel failed only because jobs had already left (Torque: 'Unknown Job Id')."""
     said = f"{exc.stderr}\n{exc.stdout}".strip().lower()
     lines = [ln for ln in said.splitlines() if ln.strip()]
-    return all("unknown job" in ln or "already" in ln or "invalid job id" in ln for ln in lines)
+    gone = ("unknown job", "already", "invalid job id", "invalid state")
+    return all(any(g in ln for g in gone) for ln in lines)
 
 
 # -- parsers of Torque's text ----------------------------------------------------------
@@ -428,7 +388,7 @@ def exit_status_state(code: int) -> tuple[str, int | None, str | None]:
     return TORQUE_EXIT_STATES.get(code, "NODE_FAIL"), code, None
 
 
-def find_chunks(infos_text: str, names: Iterable[str]) -> dict[str, str]:
+def chunks_in_qstat(infos_text: str, names: Iterable[str]) -> dict[str, str]:
     """Chunk name -> job id (``123.srv`` or ``123``; see task_id) from ``qstat -f`` output.
 
     Real Torque lists an array as ``123[].srv`` (tasks as ``123[i].srv`` named ``<name>-i``);
@@ -459,7 +419,7 @@ def qstat_full(ids: list[str]) -> str:
     """
     if not ids:
         return _qstat(["qstat", "-f", "-1"])
-    return "\n".join(_qstat_ids(part) for part in _chunks(ids, IDS_PER_CALL))
+    return "\n".join(_qstat_ids(part) for part in chunks(ids))
 
 
 def _qstat_ids(ids: list[str]) -> str:
@@ -479,16 +439,6 @@ def _qstat(argv: list[str]) -> str:
         return call(argv)
     except CommandError as exc:
         return exc.stdout
-
-
-def chunk_names(exp: "Experiment", batches: list[str]) -> list[str]:
-    """Names of the chunks of ``batches`` that have a map file."""
-    folder = os.path.join(exp.state_dir, "batches")
-    try:
-        files = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []
-    return [p[:-4] for p in files if p.endswith(".map") and p.rsplit(".", 2)[0] in batches]
 
 
 def _is_fresh(info: dict[str, Any], record: "Record") -> bool:
@@ -531,7 +481,7 @@ def _ended_state(exp: "Experiment", record: "Record") -> str | None:
     apply_wrapper_files(exp, record)
     if record["state"] in FINAL_STATES:
         return None
-    return JobState.CANCELLED.value if record["started"] is None else JobState.FAILED.value
+    return CANCELLED if record["started"] is None else FAILED
 
 
 def _int(text: str | None) -> int | None:
