@@ -5,6 +5,7 @@ import pytest
 
 from param_search.errors import QueueError
 from param_search.queues import slurm
+from param_search.queues.batch import merge_info
 
 DATA = pathlib.Path(__file__).parent / "data" / "slurm"
 
@@ -77,7 +78,7 @@ def test_native_state_map(native, ours):
 
 def _record(**kw):
     base = {"job_id": "9", "state": "RUNNING", "exit_code": None, "started": None, "ended": None,
-            "node": None, "reason": None, "submitted": 1_800_000_000.0}
+            "node": None, "reason": None, "signal": None, "submitted": 1_800_000_000.0}
     return {**base, **kw}
 
 
@@ -90,12 +91,12 @@ def test_answers_about_an_older_job_with_the_same_id_are_ignored():
 
 def test_the_jobs_own_exit_code_wins_except_for_scheduler_verdicts():
     finished = _record(state="FAILED", exit_code=143)
-    slurm._apply(finished, {"state": "FAILED", "exit_code": 0})
+    merge_info(finished, {"state": "FAILED", "exit_code": 0})
     assert finished["state"] == "FAILED" and finished["exit_code"] == 143
-    slurm._apply(finished, {"state": "TIMEOUT", "exit_code": 0, "start": 1.0, "end": 2.0})
+    merge_info(finished, {"state": "TIMEOUT", "exit_code": 0, "start": 1.0, "end": 2.0})
     assert finished["state"] == "TIMEOUT" and finished["exit_code"] == 143
     pending = _record(state="PENDING")
-    slurm._apply(pending, {"state": "PENDING", "reason": "Priority"})
+    merge_info(pending, {"state": "PENDING", "reason": "Priority"})
     assert pending["reason"] == "Priority"
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import PENDING
+from ..states import FINAL_STATES, PENDING, SCHEDULER_VERDICTS, UNKNOWN
 from .base import Queue
 
 if TYPE_CHECKING:
@@ -138,6 +138,27 @@ class BatchQueue(Queue):
                 record = by_key.get((os.path.basename(job_dir), attempt))
                 if record is not None:
                     record.update(job_id=self.task_id(job_id, i) if is_array else job_id, state=PENDING)
+
+
+def merge_info(record: "Record", info: dict, state: str | None = None) -> None:
+    """Merge what the scheduler says of a job into its record.
+
+    The job's own exit code (from its status file) wins, except for the verdicts only the
+    scheduler can give (TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED).
+    """
+    state = state or info["state"]
+    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
+    if state == UNKNOWN or (has_exit and state not in SCHEDULER_VERDICTS):
+        return
+    record["state"] = state
+    record["reason"] = info.get("reason") if state == PENDING else None
+    record["node"] = info.get("node") or record["node"]
+    if state in FINAL_STATES:
+        if record["exit_code"] is None and info.get("exit_code") is not None:
+            record["exit_code"] = info["exit_code"]
+        record["signal"] = record["signal"] or info.get("signal")
+        record["started"] = record["started"] or info.get("start")
+        record["ended"] = record["ended"] or info.get("end")
 
 
 def chunk_names(exp: "Experiment", batches: list[str]) -> list[str]:

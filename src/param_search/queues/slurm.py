@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import CANCELLED, FINAL_STATES, PENDING, SCHEDULER_VERDICTS
-from .batch import BatchQueue, chunks, lines
+from ..states import CANCELLED, FINAL_STATES, PENDING
+from .batch import BatchQueue, chunks, lines, merge_info
 
 if TYPE_CHECKING:
     from ..experiment import Experiment, Record
@@ -116,7 +116,7 @@ class SlurmQueue(BatchQueue):
             if record["state"] == PENDING and (info is None or info["state"] != "PENDING"):
                 apply_wrapper_files(exp, record)   # it left the queue: what did the job record?
             if info is not None and record["state"] not in FINAL_STATES:
-                _apply(record, info)
+                merge_info(record, info)
         rest = [r for r in with_id if r["job_id"] not in seen or r["state"] in FINAL_STATES]
         if not rest:
             return
@@ -128,7 +128,7 @@ class SlurmQueue(BatchQueue):
         for record in rest:
             info = accounted.get(record["job_id"])
             if info is not None:
-                _apply(record, info)
+                merge_info(record, info)
             elif _vanished_while_pending(record, known_arrays):
                 record.update(state=CANCELLED, reason=None)
 
@@ -261,24 +261,6 @@ def _vanished_while_pending(record: "Record", known_arrays: set[str]) -> bool:
     """A pending array task cancelled with scancel leaves squeue and sacct without a trace."""
     return (record["started"] is None and "_" in record["job_id"]
             and record["job_id"].split("_")[0] in known_arrays and record["state"] not in FINAL_STATES)
-
-
-def _apply(record: "Record", info: dict) -> None:
-    """Merge what Slurm says into a record; the job's own exit file wins except for verdicts."""
-    state = info["state"]
-    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
-    if has_exit and state not in SCHEDULER_VERDICTS:
-        return
-    if state == "UNKNOWN":
-        return
-    record["state"] = state
-    record["reason"] = info.get("reason") if state == "PENDING" else None
-    record["node"] = info.get("node") or record["node"]
-    if state in FINAL_STATES:
-        if record["exit_code"] is None and info.get("exit_code") is not None:
-            record["exit_code"] = info["exit_code"]
-        record["started"] = record["started"] or info.get("start")
-        record["ended"] = record["ended"] or info.get("end")
 
 
 @functools.lru_cache(maxsize=4096)

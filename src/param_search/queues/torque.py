@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING, SCHEDULER_VERDICTS
-from .batch import BatchQueue, chunks
+from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING
+from .batch import BatchQueue, chunks, merge_info
 
 if TYPE_CHECKING:
     from ..experiment import Experiment, Record
@@ -455,18 +455,7 @@ def apply_info(exp: "Experiment", record: "Record", info: dict[str, Any]) -> Non
         state = _ended_state(exp, record)
         if state is None:
             return
-    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
-    if has_exit and state not in SCHEDULER_VERDICTS:
-        return
-    record["state"] = state
-    record["reason"] = info.get("reason") if state == "PENDING" else None
-    record["node"] = info.get("node") or record["node"]
-    if state in FINAL_STATES:
-        if record["exit_code"] is None and info.get("exit_code") is not None:
-            record["exit_code"] = info["exit_code"]
-        record["signal"] = record["signal"] or info.get("signal")
-        record["started"] = record["started"] or info.get("start")
-        record["ended"] = record["ended"] or info.get("end")
+    merge_info(record, info, state)
 
 
 def _ended_state(exp: "Experiment", record: "Record") -> str | None:
