@@ -90,12 +90,12 @@ def _alive(pid):
 def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CONTROLLER.format(work_dir=str(tmp_path))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 20
-    while len(list(tmp_path.glob("job_*/job.1.status"))) < 2 and time.time() < deadline:
+    deadline = time.time() + 60
+    outs = [tmp_path / f"job_{i}" / "job.1.out" for i in (0, 1)]
+    while time.time() < deadline and not all(p.exists() and p.read_text() for p in outs):
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     jobs = ps.load(tmp_path)
     assert list(jobs.job_state) == ["CANCELLED"] * 4
