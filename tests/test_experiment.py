@@ -161,6 +161,16 @@ def _check_exactly_once(work_dir, n):
     assert len(metrics_ok) == n and set(metrics_ok.job_state) == {"COMPLETED"}
 
 
+def _wait_for_starts(work_dir, count, proc, timeout=30):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(work_dir.glob("job_*/job.*.status"))) >= count:
+            return
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_rerun_runs_every_job_exactly_once(tmp_path):
     import random
@@ -174,7 +184,10 @@ def test_kill_9_at_random_moments_then_rerun_runs_every_job_exactly_once(tmp_pat
         work_dir = tmp_path / f"trial{trial}"
         for _ in range(rng.randint(2, 3)):   # two or three kills per trial
             proc = _controller(work_dir, n)
-            time.sleep(rng.uniform(0.6, 2.0))
+            if rng.random() < 0.5:   # at any moment, start-up and submission included
+                time.sleep(rng.uniform(0.0, 2.0))
+            else:                    # once some jobs ran: mid-sweep
+                _wait_for_starts(work_dir, rng.randint(1, n - 10), proc)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             started = len(list(work_dir.glob("job_*/job.*.status")))

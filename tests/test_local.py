@@ -93,9 +93,15 @@ def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
     deadline = time.time() + 60
     outs = [tmp_path / f"job_{i}" / "job.1.out" for i in (0, 1)]
     while time.time() < deadline and not all(p.exists() and p.read_text() for p in outs):
+        assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
+    assert all(p.exists() and p.read_text() for p in outs), "the jobs never started"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the controller did not stop on SIGINT: {proc.communicate()}")
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     jobs = ps.load(tmp_path)
     assert list(jobs.job_state) == ["CANCELLED"] * 4

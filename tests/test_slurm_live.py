@@ -214,6 +214,20 @@ def test_kill_9_during_submit_then_rerun_runs_every_job_exactly_once(tmp_path, m
         assert landed >= 1   # at least one kill hit the window between sbatch and recording
 
 
+def test_two_controllers_at_once_submit_every_job_once(tmp_path, command_log):
+    n = 100
+    procs = [subprocess.Popen([sys.executable, "-c", CONTROLLER, str(tmp_path), str(n), "array"],
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert len(command_log("sbatch")) == 1   # the second controller found everything queued
+    jobs = _wait(ps.load(tmp_path), timeout=300)
+    assert set(jobs.job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
+    for i in range(n):
+        assert (tmp_path / f"job_{i}" / "ran.txt").read_text() == "ran\n"
+
+
 def test_time_limit_is_timeout_with_an_error_line(timeout_job):
     jobs = _wait(timeout_job, timeout=240)
     row = jobs.iloc[0]
