@@ -88,8 +88,10 @@ def _alive(pid):
 
 
 def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
+    # as in a terminal: a background or CI process may have inherited SIGINT ignored
     proc = subprocess.Popen([sys.executable, "-c", CONTROLLER.format(work_dir=str(tmp_path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     outs = [tmp_path / f"job_{i}" / "job.1.out" for i in (0, 1)]
     while time.time() < deadline and not all(p.exists() and p.read_text() for p in outs):
