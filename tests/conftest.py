@@ -29,27 +29,28 @@ def slurm():
         pytest.skip(message)
 
 
-@pytest.fixture
-def command_log(tmp_path, monkeypatch):
-    """Put logging shims of the Slurm commands first on PATH; returns a reader of the calls.
-
-    The shims run the real commands: they only record each argv (one line per call).
-    """
-    shims = tmp_path / "shims"
-    shims.mkdir()
-    log = tmp_path / "calls.log"
-    for name in ("sbatch", "squeue", "sacct", "scancel", "scontrol"):
-        real = shutil.which(name)
-        if real is None:
-            continue
-        shim = shims / name
+def logging_shims(folder, commands, monkeypatch, extra_path=""):
+    """Put shims of ``commands`` ({name: real program}) first on PATH; each records its argv
+    (a line per call) and runs the real program. Returns a reader of the recorded calls."""
+    folder.mkdir()
+    log = folder / "calls.log"
+    for name, real in commands.items():
+        shim = folder / name
         shim.write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {real} "$@"\n')
         shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", ":".join(filter(None, [str(folder), extra_path, os.environ["PATH"]])))
 
     def calls(name=None):
         lines = log.read_text().splitlines() if log.exists() else []
         return [ln for ln in lines if name is None or ln.split()[0] == name]
 
-    calls.shims = shims
+    calls.shims, calls.log = folder, log
     return calls
+
+
+@pytest.fixture
+def command_log(tmp_path, monkeypatch):
+    """Logging shims of the Slurm commands first on PATH (see logging_shims)."""
+    names = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
+    commands = {name: shutil.which(name) for name in names if shutil.which(name)}
+    return logging_shims(tmp_path / "shims", commands, monkeypatch)

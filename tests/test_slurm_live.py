@@ -128,12 +128,11 @@ def test_one_sbatch_per_job_without_arrays(in_tmp, command_log):
 def _fault_shim(command_log, name, body):
     shim = command_log.shims / name
     real = shim.read_text().splitlines()[-1]   # the exec line of the logging shim
-    shim.write_text(f"#!/bin/bash\necho \"{name} $*\" >> {command_log.shims.parent}/calls.log\n"
-                    f"{body}\n{real}\n")
+    shim.write_text(f"#!/bin/bash\necho \"{name} $*\" >> {command_log.log}\n{body}\n{real}\n")
 
 
 def test_transient_sbatch_refusals_are_retried_then_reported(in_tmp, command_log):
-    counter = command_log.shims.parent / "refusals"
+    counter = command_log.shims / "refusals"
     _fault_shim(command_log, "sbatch", textwrap.dedent(f"""\
         n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}
         if [ "$n" -lt 2 ]; then

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import param_search as ps
+from conftest import logging_shims
 from param_search.errors import QueueError
 from param_search.experiment import Experiment
 from param_search.queues import torque
@@ -179,19 +180,8 @@ def torque_bin(slurm):
 @pytest.fixture
 def torque_calls(torque_bin, tmp_path, monkeypatch):
     """Torque commands first on PATH (this test only), behind shims logging each call."""
-    shims, log = tmp_path / "torque-shims", tmp_path / "torque-calls.log"
-    shims.mkdir()
-    for name in ("qsub", "qstat", "qdel"):
-        shim = shims / name
-        shim.write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {torque_bin}/{name} "$@"\n')
-        shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shims}:{torque_bin}:{os.environ['PATH']}")
-
-    def calls(name=None):
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [ln for ln in lines if name is None or ln.split()[0] == name]
-
-    return calls
+    commands = {name: f"{torque_bin}/{name}" for name in ("qsub", "qstat", "qdel")}
+    return logging_shims(tmp_path / "torque-shims", commands, monkeypatch, extra_path=str(torque_bin))
 
 
 def _wait(jobs, timeout=180):
