@@ -119,7 +119,6 @@ class _Reader:
                 self.columns[name] = [None] * self.n_rows
         self.header = header
         self._order = [self.columns[name] for name in header]
-        self._missing = [c for name, c in self.columns.items() if name not in header]
 
     def table(self, param_names: list[str]) -> pd.DataFrame:
         for column in self.columns.values():

@@ -43,9 +43,6 @@ class Queue(ABC):
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         """Cancel pending and running records."""
 
-    def describe(self) -> dict[str, Any]:
-        """Options needed to poll and cancel this queue's jobs from another process."""
-        return {}
 
 
 def make_queue(use: "str | Queue", **options: Any) -> Queue:
