@@ -70,8 +70,8 @@ def submit(
         send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"]
         _send(exp, queue, records, send)
     if wait if wait is not None else isinstance(queue, LocalQueue):
-        return globals()["wait"](exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
-                                 workers=getattr(queue, "workers", None))
+        return _wait_for(exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
+                         workers=getattr(queue, "workers", None))
     return jobs_table(exp, [records[j.job_name] for j in jobs])
 
 
@@ -245,6 +245,9 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     return table
 
 
+_wait_for = wait   # for functions whose ``wait`` parameter shadows the function
+
+
 def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({"job_name": names})
     frame.attrs["work_dir"] = exp.work_dir
@@ -303,7 +306,7 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
         exp.save_records(records)
     chosen_names = [r["job_name"] for r in chosen]
     if queue is not None and (wait if wait is not None else isinstance(queue, LocalQueue)):
-        return globals()["wait"](exp.work_dir, names=chosen_names, progress=progress)
+        return _wait_for(exp.work_dir, names=chosen_names, progress=progress)
     return jobs_table(exp, [records[n] for n in chosen_names])
 
 
