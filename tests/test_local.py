@@ -136,3 +136,22 @@ def test_script_that_changes_directory_or_sets_its_own_exit_trap(in_tmp):
     assert list(jobs.job_state) == ["FAILED", "FAILED"]
     assert jobs.iloc[0].stdout == "bye\n"
     assert "exit 22" in (in_tmp / "job_2" / "job.1.status").read_text()
+
+
+def test_detached_runner_lets_the_submitting_process_walk_away(tmp_path):
+    code = textwrap.dedent("""
+        import sys, param_search as ps
+        ps.submit('sleep 0.3; echo done {i}', 'job_{i}', ps.ParamSpace(i=range(4)), use='local',
+                  work_dir=sys.argv[1], wait=False, detach=True, workers=2)
+    """)
+    start = time.time()
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert time.time() - start < 20   # returned without running the jobs itself
+    deadline = time.time() + 60
+    jobs = ps.status(tmp_path)   # status never runs jobs: only the detached runner does
+    while time.time() < deadline and set(jobs.job_state) != {"COMPLETED"}:
+        time.sleep(0.2)
+        jobs = ps.status(tmp_path)
+    assert list(jobs.job_state) == ["COMPLETED"] * 4
+    assert list(jobs.stdout) == [f"done {i}\n" for i in range(4)]
+    assert set(jobs.attempt) == {1}

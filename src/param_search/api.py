@@ -72,6 +72,8 @@ def submit(
     if wait if wait is not None else isinstance(queue, LocalQueue):
         return _wait_for(exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
                          workers=getattr(queue, "workers", None))
+    if isinstance(queue, LocalQueue) and queue.detach and send:
+        queue.start_runner(exp)
     return jobs_table(exp, [records[j.job_name] for j in jobs])
 
 

@@ -46,14 +46,28 @@ class LocalQueue(Queue):
 
     Args:
         workers: how many jobs run at once (default: the number of cores).
+        detach: with ``ps.submit(..., wait=False)``, run the jobs in a background process of
+            their own, so that the submitting process (a notebook, an SSH session) may end.
     """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, detach: bool = False):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive int, not {workers!r}")
         self.workers = workers or os.cpu_count() or 1
+        self.detach = detach
+
+    def start_runner(self, exp: "Experiment") -> int:
+        """Start a detached process that runs the experiment's pending jobs; return its pid."""
+        import subprocess
+        import sys
+
+        with open(os.path.join(exp.state_dir, "runner.log"), "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "param_search._runner", exp.work_dir,
+                                     str(self.workers)], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True)
+        return proc.pid
 
     def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
         for record in records:
