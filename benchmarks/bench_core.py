@@ -9,43 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import param_search as ps
-from param_search.api import _send
 from param_search.experiment import Experiment, new_record
 from param_search.render import render_jobs
 
+from common import best_of, interleaved, report, scratch_dir
+
 TEMPLATE = "#!/bin/bash\necho {a} {b} {c}\necho 'loss acc' > {job_name}.metrics\n"
-
-
-def best_of(n: int, fn, setup=None) -> float:
-    times = []
-    for _ in range(n):
-        arg = setup() if setup else None
-        t0 = time.perf_counter()
-        fn(arg) if setup else fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def interleaved(n: int, a, b, setup=None) -> tuple[float, float]:
-    """Best-of-n times of a and b, run alternately so that machine noise hits both alike."""
-    ta, tb = [], []
-    for _ in range(n):
-        ta.append(best_of(1, a, setup))
-        tb.append(best_of(1, b, setup))
-    return min(ta), min(tb)
-
-
-def report(label: str, ours: float, base: float, base_label: str, target: float) -> None:
-    ratio = ours / base
-    verdict = "OK" if ratio <= target else "MISSED"
-    print(f"{label}: {ours:.3f} s vs {base_label} {base:.3f} s = {ratio:.2f}x (target <= {target}x) {verdict}")
 
 
 def space_of(n: int) -> ps.ParamSpace:
@@ -180,15 +154,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--local-jobs", type=int, default=1000)
     args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="ps-bench-")
-    try:
+    with scratch_dir("ps-bench-") as root:
         bench_setup(root, args.jobs)
         bench_metrics(root, args.jobs)
         bench_persistence(root, args.jobs)
         bench_local_queue(root, args.local_jobs)
         bench_import()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

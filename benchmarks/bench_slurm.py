@@ -12,21 +12,15 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 
 import param_search as ps
 from param_search.experiment import Experiment
 from param_search.queues.slurm import SlurmQueue
 
+from common import report, scratch_dir
+
 SCRIPT = "#!/bin/bash\ntrue\n"
-
-
-def report(label: str, ours: float, base: float, base_label: str, target: float, extra: str = "") -> None:
-    ratio = ours / base
-    verdict = "OK" if ratio <= target else "MISSED"
-    print(f"{label}: {ours:.3f} s vs {base_label} {base:.3f} s = {ratio:.2f}x (target <= {target}x) "
-          f"{verdict}{extra}")
 
 
 def run(argv: list[str]) -> str:
@@ -148,12 +142,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=200)
     args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="ps-bench-slurm-")
-    try:
+    with scratch_dir("ps-bench-slurm-") as root:
         bench_submit(root, args.jobs)
         bench_small_run(root, args.small)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,8 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
     """Hand jobs to the queue, recording the intent before and the outcome after."""
     batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}"
     sending = [records[j.job_name] for j in jobs]
+    if sending:
+        exp.install_wrapper()
     now = time.time()
     for record in sending:
         record.update(state=SUBMITTING, attempt=record["attempt"] + 1,
@@ -223,8 +225,7 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     exp, table_names = _open(jobs)
     names = list(names) if names is not None else table_names
     deadline = None if timeout is None else time.monotonic() + timeout
-    _run_local(exp, names, workers, progress, deadline)
-    table = status(exp.work_dir) if names is None else status(_names_frame(exp, names))
+    table = _refreshed(exp, names, workers, progress, deadline)
     bar, interval = None, poll_interval
     try:
         while not table["job_state"].isin(FINAL_STATES).all():
@@ -234,9 +235,8 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
                 raise TimeoutError(f"jobs still not finished after {timeout} s: "
                                    f"{dict(Counter(table['job_state']))}")
             time.sleep(interval)
-            _run_local(exp, names, workers, progress, deadline)
             before = Counter(table["job_state"])
-            table = status(_names_frame(exp, list(table["job_name"])))
+            table = _refreshed(exp, list(table["job_name"]), workers, progress, deadline)
             changed = Counter(table["job_state"]) != before
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
         if bar is not None:
@@ -256,14 +256,27 @@ def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
+               deadline: float | None) -> pd.DataFrame:
+    """The refreshed table, after running here any local jobs that no process runs."""
+    table = status(exp.work_dir if names is None else _names_frame(exp, names))
+    unfinished_local = table["queue"].eq("local") & ~table["job_state"].isin(FINAL_STATES)
+    if unfinished_local.any() and _run_local(exp, names, workers, progress, deadline):
+        table = status(_names_frame(exp, table["job_name"].tolist()))
+    return table
+
+
 def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
-               deadline: float | None = None) -> None:
+               deadline: float | None = None) -> bool:
+    """Run the local jobs among ``names`` whose owner is gone; False if there were none."""
     records = exp.load_records()
     chosen = _select(records, names)
-    if any(r["queue"] == "local" and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
-           for r in chosen):
-        LocalRunner(exp, workers or LocalQueue().workers, progress).run(
-            None if names is None else set(names), deadline)
+    if not any(r["queue"] == "local" and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
+               for r in chosen):
+        return False
+    LocalRunner(exp, workers or LocalQueue().workers, progress).run(
+        None if names is None else set(names), deadline)
+    return True
 
 
 def _wait_bar(total: int, enabled: bool):

@@ -95,7 +95,6 @@ class Experiment:
             with contextlib.suppress(FileExistsError, OSError):
                 os.rename(tmp, exp.state_dir)
             shutil.rmtree(tmp, ignore_errors=True)
-        exp._install_wrapper()
         return exp
 
     @classmethod
@@ -107,10 +106,10 @@ class Experiment:
                 f"{exp.work_dir!r} is not a param_search experiment (it has no {STATE_DIR_NAME}/ "
                 "folder); pass the work_dir that ps.submit was given"
             )
-        exp._install_wrapper()
         return exp
 
-    def _install_wrapper(self) -> None:
+    def install_wrapper(self) -> None:
+        """Put this version's wrapper.sh in place (before jobs are handed to a queue)."""
         with open(os.path.join(os.path.dirname(__file__), "wrapper.sh")) as f:
             text = f.read()
         try:
@@ -225,7 +224,7 @@ class Experiment:
         attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
                     if n.startswith("job.") and n.endswith(".status") and n.split(".")[1].isdigit()]
         if attempts:
-            record.update(attempt=max(attempts), queue=meta.get("queue"), state=UNKNOWN)
+            record.update(attempt=max(attempts), state=UNKNOWN)
         return record
 
     # -- job folders -------------------------------------------------------------------

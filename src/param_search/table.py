@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from .errors import ExperimentError
 from .experiment import Experiment, Record
 from .outcome import read_tail
 from .states import RUNNING
@@ -73,6 +74,4 @@ def work_dir_of(jobs: pd.DataFrame) -> str:
         return work_dir
     if "job_dir" in jobs and len(jobs):
         return os.path.dirname(jobs["job_dir"].iloc[0])
-    from .errors import ExperimentError
-
     raise ExperimentError("this table has no job_dir column; pass the jobs table that ps.submit returned")
