@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import param_search as ps
+from param_search import store
 
 SCRIPT = "echo run >> runs.txt\nexit {code}\n"
 
@@ -105,21 +106,23 @@ def test_wait_times_out(in_tmp):
 
 def test_deleted_or_truncated_index_is_rebuilt_with_a_warning(in_tmp):
     _submit(ps.ParamSpace(code=[0, 1], i=[0]))
-    index = in_tmp / ".param_search" / "index.json"
-    for damage in (lambda: index.unlink(), lambda: index.write_text('{"version": 1, "jobs": [')):
+    index = in_tmp / ".param_search" / "index.arrow"
+    whole = index.read_bytes()
+    for damage in (lambda: index.unlink(), lambda: index.write_bytes(whole[: len(whole) // 2]),
+                   lambda: index.write_text('{"version": 1, "jobs": [')):
         damage()
         with pytest.warns(UserWarning, match="rebuilt it from 2 job folders"):
             rebuilt = ps.status(".")
         assert list(rebuilt.job_state) == ["COMPLETED", "FAILED"]
         assert list(rebuilt.exit_code) == [0, 1]
         assert list(rebuilt.code) == [0, 1]
-        assert json.loads(index.read_text())["jobs"][1]["attempt"] == 1
+        assert _index_records(index)[1]["attempt"] == 1
     assert list(_submit(ps.ParamSpace(code=[0, 1], i=[0]), max_attempts=1).attempt) == [1, 1]
 
 
 def test_edited_params_json_is_detected(in_tmp):
     _submit(ps.ParamSpace(code=[0], i=[0]))
-    (in_tmp / ".param_search" / "index.json").unlink()
+    (in_tmp / ".param_search" / "index.arrow").unlink()
     path = in_tmp / "job_0_0" / "params.json"
     meta = json.loads(path.read_text())
     meta["params"]["i"] = 5
@@ -207,3 +210,7 @@ def test_two_controllers_at_once_run_every_job_once(tmp_path):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     _check_exactly_once(tmp_path, n)
+
+
+def _index_records(path) -> list[dict]:
+    return store.to_records(store.read(str(path)))

@@ -18,7 +18,7 @@ from .render import RenderedJob, render_jobs
 from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
 )
-from .table import jobs_table, work_dir_of
+from .table import frame, jobs_table, work_dir_of
 from .tracking import refresh
 
 JobsLike = "pd.DataFrame | str | os.PathLike"
@@ -157,7 +157,7 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
 def load(work_dir: "str | os.PathLike") -> pd.DataFrame:
     """The jobs table of the experiment in ``work_dir``, as last recorded (no scheduler calls)."""
     exp = Experiment.open(work_dir)
-    return jobs_table(exp, exp.load_records().values())
+    return frame(exp, exp.load_index())
 
 
 def _open(jobs: JobsLike) -> tuple[Experiment, list[str] | None]:

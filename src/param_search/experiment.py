@@ -4,14 +4,14 @@ Layout::
 
     work_dir/
       .param_search/experiment.json   token and format version
-      .param_search/index.json        every job's record (atomically replaced, never appended)
+      .param_search/index.arrow       every job's record (atomically replaced, never appended)
       .param_search/lock              POSIX lock serializing writers
       .param_search/wrapper.sh        runs every job attempt (see wrapper.sh)
       <job_name>/params.json          the job's identity: params + hash (source of truth)
       <job_name>/job.sh               the rendered script
       <job_name>/job.<N>.{status,out,err}   attempt N, written by the wrapper
 
-Why JSON replaced by rename: ``os.replace`` is atomic on local filesystems and on NFS and
+Why one file replaced by rename (its columnar format is described in store.py): ``os.replace`` is atomic on local filesystems and on NFS and
 Lustre (the server renames), so a reader on any node sees the old or the new index, never a
 mix; a crash mid-write leaves a stray temp file and the old index. Writers serialize on a
 ``fcntl.lockf`` lock, which NFSv3 (lockd) and NFSv4 honour across clients and Lustre honours
@@ -30,18 +30,16 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
-
-try:   # 3-5x faster than json for the index; json is the fallback, same format
-    import orjson
-except ImportError:  # pragma: no cover
-    orjson = None
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ExperimentError
-from .render import STATE_DIR_NAME, RenderedJob, _json_default, params_hash
+from .render import STATE_DIR_NAME, RenderedJob, params_hash
 from .states import NEW, UNKNOWN
 
-INDEX_VERSION = 1
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+INDEX_VERSION = 2
 Record = dict[str, Any]
 
 
@@ -76,7 +74,7 @@ class Experiment:
     def __init__(self, work_dir: str | os.PathLike):
         self.work_dir = os.path.abspath(os.fspath(work_dir))
         self.state_dir = os.path.join(self.work_dir, STATE_DIR_NAME)
-        self.index_path = os.path.join(self.state_dir, "index.json")
+        self.index_path = os.path.join(self.state_dir, "index.arrow")
         self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
         self._lock_depth = 0
         self._lock_fd: int | None = None
@@ -163,19 +161,27 @@ class Experiment:
     # -- the index ---------------------------------------------------------------------
     def load_records(self) -> dict[str, Record]:
         """All job records by name, from the index, rebuilt from job folders if it is lost."""
+        from . import store
+
+        return {r["job_name"]: r for r in store.to_records(self.load_index())}
+
+    def load_index(self) -> "pa.Table":
+        """The index as an Arrow table (see store.py), rebuilt from job folders if it is lost."""
+        from . import store
+
         try:
-            with open(self.index_path, "rb") as f:
-                data = _loads(f.read())
-            return {r["job_name"]: r for r in data["jobs"]}
+            return store.read(self.index_path)
         except FileNotFoundError:
-            return self._rebuild_if_jobs("is missing")
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._rebuild_if_jobs(f"is unreadable ({exc})")
+            return store.from_records(list(self._rebuild_if_jobs("is missing").values()), self.work_dir)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            return store.from_records(list(self._rebuild_if_jobs(f"is unreadable ({exc})").values()),
+                                     self.work_dir)
 
     def save_records(self, records: dict[str, Record]) -> None:
         """Atomically replace the index with ``records``."""
-        data = {"version": INDEX_VERSION, "jobs": list(records.values())}
-        _atomic_write(self.index_path, _dumps(data))
+        from . import store
+
+        store.write(self.index_path, store.from_records(list(records.values()), self.work_dir))
 
     def update(self, changed: list[Record]) -> dict[str, Record]:
         """Write ``changed`` records into the index under the lock; return the new index."""
@@ -262,16 +268,6 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
         "different script; use a new work_dir for the changed sweep, or pass replace=True to "
         "overwrite the jobs that changed (their old results are then stale)"
     )
-
-
-def _dumps(data: Any) -> bytes:
-    if orjson is not None:
-        return orjson.dumps(data, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(data, separators=(",", ":"), default=_json_default).encode()
-
-
-def _loads(data: bytes) -> Any:
-    return orjson.loads(data) if orjson is not None else json.loads(data)
 
 
 def _params_json(job: RenderedJob) -> str:

@@ -1,11 +1,18 @@
-"""The jobs table: one pandas row per job, params as columns."""
+"""The jobs table: one pandas row per job, params as columns.
+
+Built column by column from the Arrow index (store.py) without going through Python
+objects: strings stay in Arrow buffers (pandas' ``str`` dtype), numbers become numpy.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from . import store
 from .errors import ExperimentError
 from .experiment import Experiment, Record
 from .outcome import read_tail
@@ -16,55 +23,106 @@ JOB_COLUMNS = (
     "job_name", "job_dir", "job_id", "job_state", "exit_code", "runtime", "error",
     "stdout", "stderr", "attempt", "queue", "node", "reason", "hash", "submitted", "started", "ended",
 )
+_FROM_FIELD = {"job_state": "state"}
+_TIMES = ("submitted", "started", "ended")
+_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
 
 def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
     """Build the jobs table of ``records`` (in the order given)."""
-    records = list(records)
-    param_names = _param_names(records)
-    columns: dict[str, list] = {name: [r["params"].get(name) for r in records] for name in param_names}
-    prefix = exp.work_dir.rstrip("/") + "/"
-    columns["job_name"] = [r["job_name"] for r in records]
-    columns["job_dir"] = [prefix + name for name in columns["job_name"]]
-    columns["job_id"] = [r["job_id"] for r in records]
-    columns["job_state"] = [r["state"] for r in records]
-    columns["exit_code"] = [r["exit_code"] for r in records]
-    columns["runtime"] = [r["ended"] - r["started"] if r["started"] and r["ended"] else None
-                          for r in records]
-    columns["error"] = [r["error"] for r in records]
-    columns["stdout"], columns["stderr"] = _logs(exp, records)
-    for name, key in (("attempt", "attempt"), ("queue", "queue"), ("node", "node"),
-                      ("reason", "reason"), ("hash", "hash"), ("submitted", "submitted"),
-                      ("started", "started"), ("ended", "ended")):
-        columns[name] = [r[key] for r in records]
-    table = pd.DataFrame(columns)
-    table["exit_code"] = table["exit_code"].astype("Int64")
-    table["attempt"] = table["attempt"].astype("int64")
-    table["runtime"] = table["runtime"].astype("float64")
-    for name in ("submitted", "started", "ended"):
-        table[name] = pd.to_datetime(table[name].astype("float64"), unit="s")
+    return frame(exp, store.from_records(list(records), exp.work_dir))
+
+
+def frame(exp: Experiment, index: pa.Table) -> pd.DataFrame:
+    """The jobs table of an index table (see store.py), rows in the index's order."""
+    columns: dict[str, object] = {}
+    for field in index.schema:
+        if field.name.startswith(store.PARAM_PREFIX):
+            name = field.name[len(store.PARAM_PREFIX):]
+            if name not in JOB_COLUMNS:
+                columns[name] = _param_values(field, index.column(field.name))
+    running = _running_rows(index)
+    for name in JOB_COLUMNS:
+        columns[name] = _job_column(exp, index, name, running)
+    table = pd.DataFrame(columns, copy=False)
     table.attrs["work_dir"] = exp.work_dir
     return table
 
 
-def _param_names(records: list[Record]) -> list[str]:
-    names: dict[str, None] = {}
-    for keys in dict.fromkeys(tuple(r["params"]) for r in records):   # distinct key tuples
-        names.update(dict.fromkeys(keys))
-    return [n for n in names if n not in JOB_COLUMNS]
+def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray):
+    import pyarrow.compute as pc
+
+    if name == "job_dir":
+        return _strings(store.job_dirs(index, exp.work_dir))
+    if name == "runtime":
+        return _seconds_between(index.column("started"), index.column("ended"))
+    if name in ("stdout", "stderr"):
+        return _strings(_logs(exp, index, name, running))
+    column = index.column(_FROM_FIELD.get(name, name))
+    if name in _TIMES:
+        return column.to_numpy()
+    if name == "exit_code":
+        if not column.null_count:
+            return pd.arrays.IntegerArray(column.to_numpy(), np.zeros(len(column), dtype=bool))
+        return pd.arrays.IntegerArray(pc.fill_null(column, 0).to_numpy(), _is_null(column))
+    if name == "attempt":
+        return column.to_numpy()
+    return _strings(column)
 
 
-def _logs(exp: Experiment, records: list[Record]) -> tuple[list[str], list[str]]:
-    """stdout and stderr tails: kept in the index for ended jobs, read live for running ones."""
-    out, err = [], []
-    for r in records:
-        if r["state"] == RUNNING:
-            out.append(read_tail(exp.attempt_path(r, "out")))
-            err.append(read_tail(exp.attempt_path(r, "err")))
-        else:
-            out.append(r["stdout"] or "")
-            err.append(r["stderr"] or "")
-    return out, err
+def _param_values(field: pa.Field, column: pa.ChunkedArray):
+    if field.metadata and field.metadata.get(b"json") == b"1":
+        return pd.array([None if text is None else store._loads(text) for text in column.to_pylist()],
+                        dtype=object)
+    if pa.types.is_large_string(column.type):
+        return _strings(column)
+    if pa.types.is_null(column.type):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_boolean(column.type) and column.null_count:
+        return pd.array(column.to_pylist(), dtype=object)
+    return column.to_numpy()
+
+
+def _strings(column: pa.ChunkedArray) -> pd.api.extensions.ExtensionArray:
+    return pd.arrays.ArrowStringArray(column, dtype=_STR_DTYPE)   # zero-copy for large_string
+
+
+def _seconds_between(start: pa.ChunkedArray, end: pa.ChunkedArray) -> np.ndarray:
+    micros = end.to_numpy().view(np.int64) - start.to_numpy().view(np.int64)
+    seconds = micros / 1e6
+    if start.null_count or end.null_count:
+        seconds[_is_null(start) | _is_null(end)] = np.nan
+    return seconds
+
+
+def _is_null(column: pa.ChunkedArray) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.is_null(column).to_numpy(zero_copy_only=False)
+
+
+def _running_rows(index: pa.Table) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return np.flatnonzero(pc.equal(index.column("state"), RUNNING).to_numpy(zero_copy_only=False))
+
+
+def _logs(exp: Experiment, index: pa.Table, name: str, running: np.ndarray) -> pa.ChunkedArray:
+    """A log tail column: kept in the index for ended jobs, read live for running ones."""
+    import pyarrow.compute as pc
+
+    column = index.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, pa.scalar("", pa.large_string()))
+    if not len(running):
+        return column
+    values = column.to_pylist()
+    names, attempts = index.column("job_name"), index.column("attempt")
+    suffix = "out" if name == "stdout" else "err"
+    for row in running.tolist():
+        record = {"job_name": names[row].as_py(), "attempt": attempts[row].as_py()}
+        values[row] = read_tail(exp.attempt_path(record, suffix))
+    return pa.chunked_array([pa.array(values, type=pa.large_string())])
 
 
 def work_dir_of(jobs: pd.DataFrame) -> str:

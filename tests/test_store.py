@@ -1,0 +1,96 @@
+"""The Arrow index: records survive the round trip, the table has the right columns."""
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import param_search as ps
+from param_search import store
+from param_search.experiment import Experiment
+from param_search.table import frame
+
+
+def _record(name, params, **fields):
+    record = {"job_name": name, "hash": "h" + name, "params": params, "script_hash": "s", "mode": "source",
+              "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None, "state": "NEW",
+              "exit_code": None, "signal": None, "submitted": None, "started": None, "ended": None,
+              "node": None, "reason": None, "error": None, "stdout": None, "stderr": None}
+    record.update(fields)
+    return record
+
+
+RECORDS = [
+    _record("a", {"lr": 0.1, "layers": [64, 64], "opt": "adam", "flag": True, "seed": 1, "mixed": 1},
+            attempt=2, queue="slurm", job_id="17_3", state="COMPLETED", exit_code=0,
+            submitted=1_700_000_000.25, started=1_700_000_010.5, ended=1_700_000_070.75,
+            node="n1", stdout="loss 0.1\n", stderr="", error=""),
+    _record("b", {"lr": 1, "layers": [32], "opt": "sgd", "flag": None, "mixed": "x", "extra": None},
+            attempt=1, queue="local", state="RUNNING", started=1_700_000_020.0, owner="host:12:34"),
+    _record("c", {"lr": np.float64(0.5), "seed": np.int64(3)}),
+]
+
+
+def test_records_survive_the_round_trip(tmp_path):
+    path = str(tmp_path / "index.arrow")
+    store.write(path, store.from_records(RECORDS, str(tmp_path)))
+    back = store.to_records(store.read(path))
+    assert [r["params"] for r in back] == [
+        {"lr": 0.1, "layers": [64, 64], "opt": "adam", "flag": True, "seed": 1, "mixed": 1},
+        {"lr": 1, "layers": [32], "opt": "sgd", "flag": None, "mixed": "x", "extra": None},
+        {"lr": 0.5, "seed": 3},
+    ]
+    for before, after in zip(RECORDS, back):
+        for key, value in before.items():
+            if key in ("submitted", "started", "ended") and value is not None:
+                assert after[key] == pytest.approx(value, abs=1e-6)
+            elif key != "params":
+                assert after[key] == value, key
+
+
+def test_table_columns_and_types(tmp_path):
+    exp = Experiment.create(tmp_path)
+    table = frame(exp, store.from_records(RECORDS, exp.work_dir))
+    assert list(table.columns[:7]) == ["lr", "layers", "opt", "flag", "seed", "mixed", "extra"]
+    assert table.lr.dtype == np.float64 and list(table.lr) == [0.1, 1.0, 0.5]
+    assert list(table.layers[:2]) == [[64, 64], [32]] and table.layers[2] is None
+    assert table.seed.dtype == np.float64 and math.isnan(table.seed[1])   # missing -> NaN, like pandas
+    assert list(table.mixed[:2]) == [1, "x"]
+    assert table.job_name.dtype == "str" and list(table.job_state) == ["COMPLETED", "RUNNING", "NEW"]
+    assert list(table.job_dir) == [f"{exp.work_dir}/{n}" for n in "abc"]
+    assert table.exit_code.dtype == "Int64" and table.exit_code[0] == 0 and pd.isna(table.exit_code[1])
+    assert table.runtime[0] == pytest.approx(60.25) and math.isnan(table.runtime[1])
+    assert table.started[0] == pd.Timestamp(1_700_000_010.5, unit="s") and pd.isna(table.ended[1])
+    assert list(table.attempt) == [2, 1, 0] and table.attempt.dtype == np.int64
+    assert table.stdout[0] == "loss 0.1\n" and table.stdout[2] == ""
+
+
+def test_running_jobs_show_their_live_logs(tmp_path):
+    exp = Experiment.create(tmp_path)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "job.1.out").write_text("epoch 1\n")
+    table = frame(exp, store.from_records(RECORDS, exp.work_dir))
+    assert table.stdout[1] == "epoch 1\n"
+
+
+def test_a_moved_experiment_shows_its_new_folders(tmp_path):
+    ps.submit("true\n", "job_{i}", ps.ParamSpace(i=range(3)), work_dir=tmp_path / "old")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    jobs = ps.load(tmp_path / "new")
+    assert list(jobs.job_dir) == [str(tmp_path / "new" / f"job_{i}") for i in range(3)]
+    assert set(jobs.job_state) == {"COMPLETED"}
+
+
+def test_an_empty_experiment_has_an_empty_table(tmp_path):
+    exp = Experiment.create(tmp_path)
+    exp.save_records({})
+    table = ps.load(tmp_path)
+    assert len(table) == 0 and "job_state" in table
+
+
+def test_a_file_of_another_kind_is_unreadable(tmp_path):
+    path = tmp_path / "index.arrow"
+    path.write_bytes(b"ARROW1\x00\x00garbage")
+    with pytest.raises(ValueError, match="not an Arrow file"):
+        store.read(str(path))
