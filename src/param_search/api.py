@@ -6,7 +6,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,7 +19,11 @@ from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
 )
 from .table import frame, jobs_table, work_dir_of
-from .tracking import refresh
+from .tracking import reconcile, refresh, refresh_index
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 JobsLike = "pd.DataFrame | str | os.PathLike"
 
@@ -62,7 +66,7 @@ def submit(
     with exp.lock():
         records = exp.load_records()
         known = [records[j.job_name] for j in jobs if j.job_name in records]
-        _reconcile(exp, known)
+        reconcile(exp, known)
         refresh(exp, known)
         plan = _plan(exp, records, jobs, replace, retry_failed, max_attempts)
         _print_plan(plan, queue)
@@ -181,10 +185,28 @@ def status(jobs: JobsLike) -> pd.DataFrame:
     """The jobs table refreshed from the job folders and the queues (batched queries)."""
     exp, names = _open(jobs)
     with exp.lock():
-        records, chosen, changed = _load_fresh(exp, names)
+        index = exp.load_index()
+        rows = _rows(index, names)
+        index, changed = refresh_index(exp, index, rows)
         if changed:
-            exp.save_records(records)
-    return jobs_table(exp, chosen)
+            exp.save_index(index)
+    return frame(exp, index if rows is None else index.take(rows))
+
+
+def _rows(index: "pa.Table", names: list[str] | None) -> "np.ndarray | None":
+    """Positions of ``names`` in an index table (None: every row, in order)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if names is None:
+        return None
+    found = pc.index_in(pa.array(names, pa.large_string()), value_set=index.column("job_name"))
+    if found.null_count:
+        missing = names[found.is_null().to_numpy(zero_copy_only=False).argmax()]
+        raise ParamSearchError(f"job {missing!r} is not in this experiment's index")
+    rows = found.to_numpy()
+    return None if len(rows) == index.num_rows and (rows == np.arange(len(rows))).all() else rows
 
 
 def _load_fresh(exp: Experiment, names: list[str] | None) -> tuple[dict[str, Record], list[Record], bool]:
@@ -192,22 +214,9 @@ def _load_fresh(exp: Experiment, names: list[str] | None) -> tuple[dict[str, Rec
     anything changed."""
     records = exp.load_records()
     chosen = _select(records, names)
-    stuck = _reconcile(exp, chosen)
+    stuck = reconcile(exp, chosen)
     changed = refresh(exp, chosen)
     return records, chosen, bool(stuck or changed)
-
-
-def _reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
-    """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
-    stuck = [r for r in records if r["state"] == SUBMITTING]
-    for name in {r["queue"] for r in stuck}:
-        group = [r for r in stuck if r["queue"] == name]
-        queue_for(name).reconcile(exp, group)
-    for record in stuck:
-        if record["state"] == SUBMITTING:
-            record.update(state=NEW, attempt=record["attempt"] - 1, queue=None,
-                          batch=None, submitted=None)
-    return stuck
 
 
 def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] | None = None,

@@ -181,7 +181,13 @@ class Experiment:
         """Atomically replace the index with ``records``."""
         from . import store
 
-        store.write(self.index_path, store.from_records(list(records.values()), self.work_dir))
+        self.save_index(store.from_records(list(records.values()), self.work_dir))
+
+    def save_index(self, index: "pa.Table") -> None:
+        """Atomically replace the index with an index table (see store.py)."""
+        from . import store
+
+        store.write(self.index_path, index)
 
     def update(self, changed: list[Record]) -> dict[str, Record]:
         """Write ``changed`` records into the index under the lock; return the new index."""

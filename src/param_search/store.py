@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover
     orjson = None
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .experiment import Record
 
 #: File format version, kept in the schema metadata.
@@ -104,6 +106,28 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
     import pyarrow.compute as pc
 
     return pc.divide(pc.cast(column, _INT), 1e6).to_pylist()
+
+
+def replace_rows(table: pa.Table, rows: "np.ndarray", records: list["Record"]) -> pa.Table:
+    """``table`` with the record fields of ``rows`` replaced by ``records`` (same order).
+
+    Parameters and ``job_dir`` never change for a job, so only the record fields are spliced.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not len(rows):
+        return table
+    selector = np.arange(table.num_rows)
+    selector[rows] = table.num_rows + np.arange(len(rows))
+    selector = pa.array(selector)
+    for name, kind in FIELDS.items():
+        if name in ("job_name", "hash", "params"):
+            continue
+        new = _array([r[name] for r in records], kind)
+        both = pa.chunked_array(table.column(name).chunks + [new], type=kind)
+        table = table.set_column(table.schema.get_field_index(name), name, pc.take(both, selector))
+    return table
 
 
 def param_names(records: list["Record"]) -> list[str]:

@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ParamSearchError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pyarrow as pa
+
     from ..experiment import Experiment, Record
 
 
@@ -42,6 +46,17 @@ class Queue(ABC):
     @abstractmethod
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         """Cancel pending and running records."""
+
+    def snapshot(self, job_ids: "Sequence[str]") -> "pa.Table | None":
+        """Optional fast path: the scheduler's view of these jobs in one batched query.
+
+        An Arrow table with columns ``job_id``, ``state`` (our names), ``reason``, ``node``
+        and ``submit`` (epoch seconds), one row per job the scheduler lists. Jobs whose
+        state it confirms are updated column-wise, without building their records; the
+        others are passed to ``poll(exp, records, snapshot=table)``, which must then use
+        the table instead of asking again. ``None`` (the default): no fast path.
+        """
+        return None
 
 
 
