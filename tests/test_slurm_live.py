@@ -100,6 +100,22 @@ def test_status_and_wait_make_one_squeue_and_one_sacct_call_per_refresh(in_tmp, 
     assert list(done.job_state) == ["COMPLETED"] + ["FAILED"] * 39
 
 
+def test_held_jobs_show_their_pending_reason_then_run_when_released(in_tmp, command_log):
+    jobs = ps.submit("echo hi\n", "job_{i}", ps.ParamSpace(i=range(6)), use="slurm",
+                     extra_args=["--hold"])
+    before = len(command_log())
+    table = ps.status(jobs)
+    assert [c.split()[0] for c in command_log()[before:]] == ["squeue"]
+    assert set(table.job_state) == {"PENDING"} and set(table.reason) == {"JobHeldUser"}
+    assert list(ps.load(in_tmp).reason) == ["JobHeldUser"] * 6   # recorded in the index
+    subset = ps.status(jobs.iloc[[4, 1]])
+    assert list(subset.job_name) == ["job_4", "job_1"] and list(subset.reason) == ["JobHeldUser"] * 2
+    subprocess.run(["scontrol", "release", jobs.job_id[0].split("_")[0]], check=True)
+    done = _wait(jobs)
+    assert set(done.job_state) == {"COMPLETED"} and done.reason.isna().all()
+    assert (done.stdout == "hi\n").all() and done.node.notna().all() and done.started.notna().all()
+
+
 def test_sbatch_rejection_quotes_slurm_and_records_nothing(in_tmp):
     with pytest.raises(ps.QueueError, match="invalid partition specified: nosuch"):
         ps.submit("true", "job_{i}", ps.ParamSpace(i=range(3)), use="slurm", partition="nosuch")

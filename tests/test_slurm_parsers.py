@@ -1,8 +1,10 @@
 """Slurm's text, captured from a real Slurm 22.05 (tests/data/slurm/README.md), parsed."""
 import pathlib
 
+import numpy as np
 import pytest
 
+from param_search import store, tracking
 from param_search.errors import QueueError
 from param_search.queues import slurm
 from param_search.queues.batch import merge_info
@@ -117,3 +119,44 @@ def test_unknown_sbatch_option_keyword_lists_the_valid_ones():
                        gres="gpu:1", account="lab", extra_args=["--exclusive"])
     assert queue.options == ["--partition=gpu", "--time=1:00:00", "--mem=4G", "--cpus-per-task=2",
                              "--gres=gpu:1", "--account=lab", "--exclusive"]
+
+
+def _index(*rows):
+    """An index table of (job_id, state, submitted, node) rows."""
+    records = [{"job_name": f"j{i}", "hash": "h", "params": {}, "script_hash": "s", "mode": "source",
+                "attempt": 1, "queue": "slurm", "job_id": job_id, "batch": None, "owner": None,
+                "state": state, "exit_code": None, "signal": None, "submitted": submitted,
+                "started": None, "ended": None, "node": node, "reason": None, "error": None,
+                "stdout": None, "stderr": None}
+               for i, (job_id, state, submitted, node) in enumerate(rows)]
+    return store.from_records(records, "/w")
+
+
+def test_a_snapshot_confirms_only_unchanged_states_of_fresh_jobs():
+    snapshot = slurm.parse_squeue_table(
+        "10_0|PENDING|JobHeldUser||2026-11-29T10:00:00\n"
+        "10_1|RUNNING|None|n1|2026-11-29T10:00:00\n"
+        "10_2|RUNNING|None|n2|2026-11-29T10:00:00\n"
+        "11|PENDING|Priority||2020-01-01T00:00:00\n"
+        "12_0|RUNNING|None||2026-11-29T10:00:00\n")
+    submitted = slurm._epoch("2026-11-29T10:00:00")
+    index = _index(("10_0", "PENDING", submitted, None), ("10_1", "RUNNING", submitted, None),
+                   ("10_2", "PENDING", submitted, None),      # started: a transition, not confirmed
+                   ("11", "PENDING", submitted, None),        # id reused by an older job
+                   ("12_0", "RUNNING", submitted, "n7"),      # squeue gave no node: keep ours
+                   ("13", "PENDING", submitted, None))        # not listed
+    mine = np.ones(6, dtype=bool)
+    index, confirmed, changed = tracking._confirm(index, mine, snapshot)
+    assert list(confirmed) == [True, True, False, False, True, False] and changed
+    assert index.column("reason").to_pylist() == ["JobHeldUser", None, None, None, None, None]
+    assert index.column("node").to_pylist() == [None, "n1", None, None, "n7", None]
+    _, _, again = tracking._confirm(index, mine, snapshot)
+    assert not again   # nothing new the second time: the index is not rewritten
+
+
+def test_squeue_table_skips_malformed_lines_and_maps_unknown_states():
+    table = slurm.parse_squeue_table("5|PENDING|None||Unknown\ngarbage\n6|WEIRD|x|n|N/A\n")
+    assert table.column("job_id").to_pylist() == ["5", "6"]
+    assert table.column("state").to_pylist() == ["PENDING", "UNKNOWN"]
+    assert table.column("submit").to_pylist() == [None, None]
+    assert slurm.parse_squeue_table("").num_rows == 0
