@@ -31,8 +31,13 @@ def report(label: str, ours: float, base: float, base_label: str, target: float,
     """One line: our time, the baseline's, their ratio and whether it meets the target."""
     ratio = ours / base
     verdict = "OK" if ratio <= target else "MISSED"
-    print(f"{label}: {ours:.3f} s vs {base_label} {base:.3f} s = {ratio:.2f}x (target <= {target}x) "
+    print(f"{label}: {seconds(ours)} vs {base_label} {seconds(base)} = {ratio:.2f}x (target <= {target}x) "
           f"{verdict}{extra}")
+
+
+def seconds(t: float) -> str:
+    """A duration with a unit that shows its digits (ms below 0.1 s)."""
+    return f"{t * 1e3:.2f} ms" if t < 0.1 else f"{t:.3f} s"
 
 
 @contextlib.contextmanager

@@ -44,9 +44,21 @@ def frame(exp: Experiment, index: pa.Table) -> pd.DataFrame:
     running = _running_rows(index)
     for name in JOB_COLUMNS:
         columns[name] = _job_column(exp, index, name, running)
-    table = pd.DataFrame(columns, copy=False)
+    table = _dataframe(columns, index.num_rows)
     table.attrs["work_dir"] = exp.work_dir
     return table
+
+
+def _dataframe(columns: dict, n_rows: int) -> pd.DataFrame:
+    """``pd.DataFrame(columns)`` without copies or type inference (pandas >= 3: one block
+    per column, as pyarrow's own ``to_pandas`` builds it)."""
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:   # pandas 2
+        return pd.DataFrame(columns, copy=False)
+    blocks = [(values.reshape(1, -1) if isinstance(values, np.ndarray) else values, np.array([i]))
+              for i, values in enumerate(columns.values())]
+    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(n_rows), columns=pd.Index(list(columns)))
 
 
 def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray):
@@ -72,15 +84,20 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
 
 def _param_values(field: pa.Field, column: pa.ChunkedArray):
     if field.metadata and field.metadata.get(b"json") == b"1":
-        return pd.array([None if text is None else store._loads(text) for text in column.to_pylist()],
-                        dtype=object)
+        return _objects([None if text is None else store._loads(text) for text in column.to_pylist()])
     if pa.types.is_large_string(column.type):
         return _strings(column)
     if pa.types.is_null(column.type):
         return np.full(len(column), None, dtype=object)
     if pa.types.is_boolean(column.type) and column.null_count:
-        return pd.array(column.to_pylist(), dtype=object)
+        return _objects(column.to_pylist())
     return column.to_numpy()
+
+
+def _objects(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values   # element-wise, even when the values are lists
+    return array
 
 
 def _strings(column: pa.ChunkedArray) -> pd.api.extensions.ExtensionArray:
