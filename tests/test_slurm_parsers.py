@@ -122,13 +122,13 @@ def test_unknown_sbatch_option_keyword_lists_the_valid_ones():
 
 
 def _index(*rows):
-    """An index table of (job_id, state, submitted, node) rows."""
+    """An index table of (job_id, state, submitted, node[, started]) rows."""
     records = [{"job_name": f"j{i}", "hash": "h", "params": {}, "script_hash": "s", "mode": "source",
                 "attempt": 1, "queue": "slurm", "job_id": job_id, "batch": None, "owner": None,
                 "state": state, "exit_code": None, "signal": None, "submitted": submitted,
-                "started": None, "ended": None, "node": node, "reason": None, "error": None,
-                "stdout": None, "stderr": None}
-               for i, (job_id, state, submitted, node) in enumerate(rows)]
+                "started": started[0] if started else None, "ended": None, "node": node,
+                "reason": None, "error": None, "stdout": None, "stderr": None}
+               for i, (job_id, state, submitted, node, *started) in enumerate(rows)]
     return store.from_records(records, "/w")
 
 
@@ -140,16 +140,17 @@ def test_a_snapshot_confirms_only_unchanged_states_of_fresh_jobs():
         "11|PENDING|Priority||2020-01-01T00:00:00\n"
         "12_0|RUNNING|None||2026-11-29T10:00:00\n")
     submitted = slurm._epoch("2026-11-29T10:00:00")
-    index = _index(("10_0", "PENDING", submitted, None), ("10_1", "RUNNING", submitted, None),
+    index = _index(("10_0", "PENDING", submitted, None), ("10_1", "RUNNING", submitted, None, 1.0),
                    ("10_2", "PENDING", submitted, None),      # started: a transition, not confirmed
                    ("11", "PENDING", submitted, None),        # id reused by an older job
-                   ("12_0", "RUNNING", submitted, "n7"),      # squeue gave no node: keep ours
-                   ("13", "PENDING", submitted, None))        # not listed
-    mine = np.ones(6, dtype=bool)
+                   ("12_0", "RUNNING", submitted, "n7", 1.0),  # squeue gave no node: keep ours
+                   ("13", "PENDING", submitted, None),        # not listed
+                   ("10_2", "RUNNING", submitted, None))      # start time unknown: poll reads it
+    mine = np.ones(7, dtype=bool)
     index, confirmed, changed = tracking._confirm(index, mine, snapshot)
-    assert list(confirmed) == [True, True, False, False, True, False] and changed
-    assert index.column("reason").to_pylist() == ["JobHeldUser", None, None, None, None, None]
-    assert index.column("node").to_pylist() == [None, "n1", None, None, "n7", None]
+    assert list(confirmed) == [True, True, False, False, True, False, False] and changed
+    assert index.column("reason").to_pylist() == ["JobHeldUser"] + [None] * 6
+    assert index.column("node").to_pylist() == [None, "n1", None, None, "n7", None, None]
     _, _, again = tracking._confirm(index, mine, snapshot)
     assert not again   # nothing new the second time: the index is not rewritten
 

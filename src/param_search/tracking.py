@@ -161,9 +161,10 @@ def _apply_snapshots(index: "pa.Table", active: "np.ndarray"):
 def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
     """Rows of ``mine`` still PENDING or RUNNING per ``snapshot``: set their reason and node.
 
-    Returns (index, confirmed mask, whether any value changed). A row whose scheduler
-    submit time predates its own submission is about an older job with a reused id: not
-    confirmed here (poll sorts it out).
+    Returns (index, confirmed mask, whether any value changed). Left to ``poll``: a row
+    whose scheduler submit time predates its own submission (an older job with a reused
+    id), and a RUNNING row whose start time is not known yet (poll reads it from the job's
+    status file).
     """
     import numpy as np
     import pyarrow as pa
@@ -178,8 +179,9 @@ def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
     submitted = pc.divide(pc.cast(index.column("submitted"), pa.int64()), 1e6)
     submit = pc.take(snapshot.column("submit"), position)
     stale = pc.fill_null(pc.less(submit, pc.subtract(submitted, 120.0)), False)
+    unstarted = _mask(pc.and_(pc.equal(state, RUNNING), pc.is_null(index.column("started"))))
     ok = (mine & _mask(pc.is_valid(found)) & _mask(pc.equal(said, state)) & ~_mask(stale)
-          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))))
+          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))) & ~unstarted)
     if not ok.any():
         return index, ok, False
     reason = pc.if_else(pc.equal(state, PENDING), pc.take(snapshot.column("reason"), position),
