@@ -10,6 +10,7 @@ import pytest
 
 import param_search as ps
 from param_search import store
+from param_search.experiment import Experiment
 
 SCRIPT = "echo run >> runs.txt\nexit {code}\n"
 
@@ -214,3 +215,18 @@ def test_two_controllers_at_once_run_every_job_once(tmp_path):
 
 def _index_records(path) -> list[dict]:
     return store.to_records(store.read(str(path)))
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut short"])
+def test_a_job_folder_left_half_written_is_written_again(in_tmp, damage):
+    space = ps.ParamSpace(code=[0], i=[0, 1])
+    half = in_tmp / "job_0_1"
+    half.mkdir()   # as if a crash hit between writing job.sh and params.json
+    (half / "job.sh").write_text("echo partial\n")
+    if damage == "cut short":
+        (half / "params.json").write_text('{"hash":"0')
+    assert Experiment.create(in_tmp).rebuild() == {}   # not a job yet
+    jobs = _submit(space)
+    assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"]
+    assert json.loads((half / "params.json").read_text())["params"] == {"code": 0, "i": 1}
+    assert (half / "job.sh").read_text() == SCRIPT.format(code=0, i=1)

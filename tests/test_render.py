@@ -7,7 +7,10 @@ import sys
 import pytest
 
 import param_search as ps
-from param_search.render import params_hash, render_jobs
+from hypothesis import given
+from hypothesis import strategies as st
+
+from param_search.render import canonical_json, params_hash, render_jobs
 
 SCRIPT = "echo {a} {b}\n"
 
@@ -27,6 +30,22 @@ def test_hash_depends_on_values_not_key_order():
     assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
     assert params_hash({"a": 1}) != params_hash({"a": 2})
     assert params_hash({"a": 1}) != params_hash({"a": "1"})
+
+
+def test_known_hashes_do_not_change_between_versions():
+    # a changed hash would make every existing experiment look like a new sweep
+    assert params_hash({"a": "x", "b": 1.5}) == "099f4bcf556f"
+    assert params_hash({"lr": 1e-16, "name": "caf\u00e9", "on": True, "n": None, "k": 10**30}) == "54872ade1b15"
+
+
+flat_values = st.one_of(st.text(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                        st.booleans(), st.none())
+
+
+@given(st.dictionaries(st.text(), flat_values, max_size=6))
+def test_fast_canonical_json_is_json_dumps_byte_for_byte(params):
+    expected = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    assert canonical_json(params) == expected
 
 
 def test_name_and_template_get_params_and_reserved_keys(tmp_path):

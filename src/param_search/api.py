@@ -164,11 +164,14 @@ def load(work_dir: "str | os.PathLike") -> pd.DataFrame:
     return frame(exp, exp.load_index())
 
 
-def _open(jobs: JobsLike) -> tuple[Experiment, list[str] | None]:
-    """The experiment behind a jobs table or work_dir, and the job names it covers."""
+def _open(jobs: JobsLike, as_list: bool = True) -> "tuple[Experiment, list[str] | pd.Series | None]":
+    """The experiment behind a jobs table or work_dir, and the job names it covers (a
+    list, or with ``as_list=False`` the table's own column)."""
     if isinstance(jobs, pd.DataFrame):
-        names = jobs["job_name"].tolist() if "job_name" in jobs else None
-        return Experiment.open(work_dir_of(jobs)), names
+        if "job_name" not in jobs:
+            return Experiment.open(work_dir_of(jobs)), None
+        names = jobs["job_name"]
+        return Experiment.open(work_dir_of(jobs)), names.tolist() if as_list else names
     return Experiment.open(jobs), None
 
 
@@ -183,7 +186,7 @@ def _select(records: dict[str, Record], names: list[str] | None) -> list[Record]
 
 def status(jobs: JobsLike) -> pd.DataFrame:
     """The jobs table refreshed from the job folders and the queues (batched queries)."""
-    exp, names = _open(jobs)
+    exp, names = _open(jobs, as_list=False)
     with exp.lock():
         index = exp.load_index()
         rows = _rows(index, names)
@@ -193,7 +196,7 @@ def status(jobs: JobsLike) -> pd.DataFrame:
     return frame(exp, index if rows is None else index.take(rows))
 
 
-def _rows(index: "pa.Table", names: list[str] | None) -> "np.ndarray | None":
+def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.ndarray | None":
     """Positions of ``names`` in an index table (None: every row, in order)."""
     import numpy as np
     import pyarrow as pa
@@ -201,9 +204,10 @@ def _rows(index: "pa.Table", names: list[str] | None) -> "np.ndarray | None":
 
     if names is None:
         return None
-    found = pc.index_in(pa.array(names, pa.large_string()), value_set=index.column("job_name"))
+    wanted = pa.array(names.array if isinstance(names, pd.Series) else names).cast(pa.large_string())
+    found = pc.index_in(wanted, value_set=index.column("job_name"))
     if found.null_count:
-        missing = names[found.is_null().to_numpy(zero_copy_only=False).argmax()]
+        missing = wanted[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))].as_py()
         raise ParamSearchError(f"job {missing!r} is not in this experiment's index")
     rows = found.to_numpy()
     return None if len(rows) == index.num_rows and (rows == np.arange(len(rows))).all() else rows

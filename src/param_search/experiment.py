@@ -211,12 +211,14 @@ class Experiment:
         return records
 
     def rebuild(self) -> dict[str, Record]:
-        """Records derived from the job folders alone (``params.json`` + wrapper files)."""
+        """Records derived from the job folders alone (``params.json`` + wrapper files).
+
+        Folders whose ``params.json`` is missing or cut short were never completely set up
+        (the next ``ps.submit`` writes them again) and are left out.
+        """
         records = {}
         for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
-            if entry.is_dir() and not entry.name.startswith(".") and os.path.isfile(
-                os.path.join(entry.path, "params.json")
-            ):
+            if entry.is_dir() and not entry.name.startswith(".") and _is_complete(entry.path):
                 records[entry.name] = self.record_from_dir(entry.name)
         return records
 
@@ -241,26 +243,26 @@ class Experiment:
 
     # -- job folders -------------------------------------------------------------------
     def setup_job(self, job: RenderedJob) -> None:
-        """Write a job's folder (params.json + job.sh) atomically: all of it or nothing."""
-        final = self.job_dir(job.job_name)
-        tmp = os.path.join(self.work_dir, f".{job.job_name[:200]}.tmp-{_token(3)}")
-        os.mkdir(tmp)
-        _write(os.path.join(tmp, "params.json"), _params_json(job))
-        _write(os.path.join(tmp, "job.sh"), job.script, mode=0o755)
+        """Write a job's folder: ``job.sh``, then ``params.json``, which marks it complete.
+
+        A folder without a readable ``params.json`` (a crash between the writes) is
+        written again; a complete one must hold the same job (else ConflictError).
+        """
+        job_dir = f"{self.work_dir}/{job.job_name}"
         try:
-            os.rename(tmp, final)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            os.mkdir(job_dir)
+        except FileExistsError:
+            if _is_complete(job_dir):
                 self._check_existing(job)
-            else:
-                raise
+                return
+        _write(f"{job_dir}/job.sh", job.script, mode=0o755)
+        _write(f"{job_dir}/params.json", job.params_json())
 
     def replace_job(self, job: RenderedJob) -> None:
         """Overwrite an existing job's params.json and script (``replace=True``)."""
         job_dir = self.job_dir(job.job_name)
         _atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
-        _atomic_write(os.path.join(job_dir, "params.json"), _params_json(job))
+        _atomic_write(os.path.join(job_dir, "params.json"), job.params_json())
 
     def _check_existing(self, job: RenderedJob) -> None:
         existing = self.record_from_dir(job.job_name)
@@ -276,9 +278,14 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
     )
 
 
-def _params_json(job: RenderedJob) -> str:
-    return json.dumps({"job_name": job.job_name, "hash": job.hash, "params": job.params},
-                      sort_keys=True) + "\n"
+def _is_complete(job_dir: str) -> bool:
+    """Whether a job folder's ``params.json`` (written last) is there and whole."""
+    try:
+        with open(f"{job_dir}/params.json", "rb") as f:
+            json.loads(f.read())
+        return True
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def _token(nbytes: int) -> str:

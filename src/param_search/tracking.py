@@ -147,8 +147,8 @@ def _apply_snapshots(index: "pa.Table", active: "np.ndarray"):
         if name is None:
             continue
         mine = active & has_id & _mask(pc.equal(queues, name))
-        ids = index.column("job_id").filter(_pa_mask(mine))
-        snapshot = queue_for(name).snapshot(ids.to_pylist()) if len(ids) else None
+        ids = index.column("job_id").filter(_pa_mask(mine)).combine_chunks()
+        snapshot = queue_for(name).snapshot(ids) if len(ids) else None
         if snapshot is None:
             continue
         snapshots[name] = snapshot

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import ParamSearchError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     import pyarrow as pa
 
     from ..experiment import Experiment, Record
@@ -47,8 +45,9 @@ class Queue(ABC):
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         """Cancel pending and running records."""
 
-    def snapshot(self, job_ids: "Sequence[str]") -> "pa.Table | None":
-        """Optional fast path: the scheduler's view of these jobs in one batched query.
+    def snapshot(self, job_ids: "pa.Array") -> "pa.Table | None":
+        """Optional fast path: the scheduler's view of these jobs (an Arrow string array of
+        their ids) in one batched query.
 
         An Arrow table with columns ``job_id``, ``state`` (our names), ``reason``, ``node``
         and ``submit`` (epoch seconds), one row per job the scheduler lists. Jobs whose
