@@ -205,6 +205,8 @@ def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.n
     if names is None:
         return None
     wanted = pa.array(names.array if isinstance(names, pd.Series) else names).cast(pa.large_string())
+    if index.column("job_name").equals(pa.chunked_array([wanted])):
+        return None   # the whole table, in order: the usual case
     found = pc.index_in(wanted, value_set=index.column("job_name"))
     if found.null_count:
         missing = wanted[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))].as_py()
