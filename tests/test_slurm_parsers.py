@@ -156,7 +156,7 @@ def test_a_snapshot_confirms_only_unchanged_states_of_fresh_jobs():
 
 
 def test_squeue_table_skips_malformed_lines_and_maps_unknown_states():
-    table = slurm.parse_squeue_table("5|PENDING|None||Unknown\ngarbage\n6|WEIRD|x|n|N/A\n")
+    table = slurm.parse_squeue_table(" 5|PENDING|None||Unknown\ngarbage\n6|WEIRD|x|n|N/A\n")
     assert table.column("job_id").to_pylist() == ["5", "6"]
     assert table.column("state").to_pylist() == ["PENDING", "UNKNOWN"]
     assert table.column("submit").to_pylist() == [None, None]

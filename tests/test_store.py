@@ -1,5 +1,7 @@
 """The Arrow index: records survive the round trip, the table has the right columns."""
+import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -94,3 +96,65 @@ def test_a_file_of_another_kind_is_unreadable(tmp_path):
     path.write_bytes(b"ARROW1\x00\x00garbage")
     with pytest.raises(ValueError, match="not an Arrow file"):
         store.read(str(path))
+
+
+def test_the_table_can_be_edited(tmp_path):
+    ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path)
+    for jobs in (ps.load(tmp_path), ps.status(tmp_path)):
+        jobs.loc[0, "i"] = 10
+        jobs.loc[0, "attempt"] = 5
+        jobs.loc[1, "exit_code"] = 7
+        jobs.loc[0, "started"] = pd.Timestamp("2026-01-01")
+        assert (jobs.i[0], jobs.attempt[0], jobs.exit_code[1]) == (10, 5, 7)
+
+
+def test_network_filesystems_are_read_not_mapped(tmp_path, monkeypatch):
+    ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(3)), work_dir=tmp_path)
+    mapped = ps.load(tmp_path)
+    monkeypatch.setattr(store, "LOCAL_FILESYSTEMS", frozenset())
+    opened = []
+    monkeypatch.setattr(store.pa, "memory_map", lambda *a: opened.append(a))
+    read = ps.load(tmp_path)
+    assert not opened
+    pd.testing.assert_frame_equal(mapped, read)
+
+
+def test_the_filesystem_type_is_read_from_mountinfo(tmp_path):
+    kind = store.filesystem_type(os.stat(tmp_path).st_dev)
+    assert kind and " " not in kind
+
+
+def test_a_read_error_is_raised_not_taken_for_a_lost_index(tmp_path, monkeypatch):
+    ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path)
+    before = (tmp_path / ".param_search" / "index.arrow").read_bytes()
+
+    def stale(path):
+        raise OSError(116, "Stale file handle")
+
+    monkeypatch.setattr(store, "read", stale)
+    with pytest.raises(OSError, match="Stale"):
+        ps.load(tmp_path)
+    assert (tmp_path / ".param_search" / "index.arrow").read_bytes() == before
+
+
+def test_an_index_of_version_0_2_is_migrated(tmp_path):
+    jobs = ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path)
+    state = tmp_path / ".param_search"
+    records = store.to_records(store.read(str(state / "index.arrow")))
+    records[0].update(job_id="4242_0", queue="local")
+    (state / "index.json").write_text(json.dumps({"version": 1, "jobs": records}))
+    (state / "index.arrow").unlink()
+    migrated = ps.load(tmp_path)
+    assert list(migrated.job_id[:1]) == ["4242_0"] and list(migrated.exit_code) == list(jobs.exit_code)
+    assert not (state / "index.json").exists() and (state / "index.json.migrated").exists()
+    assert (state / "index.arrow").exists()
+
+
+def test_a_folder_that_is_no_job_is_left_alone(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "job.sh").write_text("precious\n")
+    (data / "input.csv").write_text("1,2\n")
+    with pytest.raises(ps.ConflictError, match="is not a job folder"):
+        ps.submit("echo {name}\n", "{name}", [{"name": "data"}], work_dir=tmp_path)
+    assert (data / "job.sh").read_text() == "precious\n" and not (data / "params.json").exists()

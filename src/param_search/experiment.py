@@ -75,6 +75,7 @@ class Experiment:
         self.work_dir = os.path.abspath(os.fspath(work_dir))
         self.state_dir = os.path.join(self.work_dir, STATE_DIR_NAME)
         self.index_path = os.path.join(self.state_dir, "index.arrow")
+        self.legacy_index_path = os.path.join(self.state_dir, "index.json")
         self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
         self._lock_depth = 0
         self._lock_fd: int | None = None
@@ -172,10 +173,24 @@ class Experiment:
         try:
             return store.read(self.index_path)
         except FileNotFoundError:
+            if os.path.exists(self.legacy_index_path):
+                return self._migrate_legacy_index()
             return store.from_records(list(self._rebuild_if_jobs("is missing").values()), self.work_dir)
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+        except ValueError as exc:   # not a whole index file (an OSError is no verdict on it)
             return store.from_records(list(self._rebuild_if_jobs(f"is unreadable ({exc})").values()),
                                      self.work_dir)
+
+    def _migrate_legacy_index(self) -> "pa.Table":
+        """Convert the JSON index of param_search 0.2 (``index.json``) to the Arrow one."""
+        from . import store
+
+        with self.lock():
+            with open(self.legacy_index_path, "rb") as f:
+                records = store._loads(f.read())["jobs"]
+            index = store.from_records(records, self.work_dir)
+            self.save_index(index)
+            os.replace(self.legacy_index_path, self.legacy_index_path + ".migrated")
+        return index
 
     def save_records(self, records: dict[str, Record]) -> None:
         """Atomically replace the index with ``records``."""
@@ -245,8 +260,9 @@ class Experiment:
     def setup_job(self, job: RenderedJob) -> None:
         """Write a job's folder: ``job.sh``, then ``params.json``, which marks it complete.
 
-        A folder without a readable ``params.json`` (a crash between the writes) is
-        written again; a complete one must hold the same job (else ConflictError).
+        A folder holding only part of that (a crash between the writes) is written again;
+        a complete one must hold the same job, and any other folder of that name is not
+        touched (ConflictError either way).
         """
         job_dir = f"{self.work_dir}/{job.job_name}"
         try:
@@ -255,6 +271,11 @@ class Experiment:
             if _is_complete(job_dir):
                 self._check_existing(job)
                 return
+            if not set(os.listdir(job_dir)) <= {"job.sh", "params.json"}:
+                raise ConflictError(
+                    f"{job_dir!r} exists and is not a job folder of this experiment; move it away, "
+                    "or use a work_dir or job name format that does not collide with it"
+                ) from None
         _write(f"{job_dir}/job.sh", job.script, mode=0o755)
         _write(f"{job_dir}/params.json", job.params_json())
 

@@ -11,7 +11,9 @@ as JSON text with ``{"json": "1"}`` field metadata.
 """
 from __future__ import annotations
 
+import functools
 import json
+import mmap
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -172,12 +174,24 @@ def write(path: str, table: pa.Table) -> None:
 
 
 def read(path: str) -> pa.Table:
-    """The table in ``path``; ``ValueError`` if it is not a complete index file."""
+    """The table in ``path``; ``ValueError`` if it is not a complete index file.
+
+    On a local filesystem the file is memory-mapped (no copy: the table's columns point
+    into it, and the kernel keeps a replaced file alive while it is mapped). On network
+    filesystems another machine may replace the file and its pages vanish, so it is read
+    into memory instead. Either way the memory is private and writable (a copy-on-write
+    mapping), so numpy views of its columns can be edited without touching the file.
+    """
     import pyarrow.ipc
 
     try:
-        with pa.memory_map(path) as source:
-            table = pyarrow.ipc.open_file(source).read_all()
+        with open(path, "rb") as f:
+            if _mappable(path):
+                memory = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            else:
+                memory = bytearray(os.fstat(f.fileno()).st_size)
+                f.readinto(memory)
+        table = pyarrow.ipc.open_file(pa.py_buffer(memory)).read_all()
     except pa.ArrowInvalid as exc:
         raise ValueError(f"not an Arrow file ({exc})") from exc
     metadata = table.schema.metadata or {}
@@ -187,6 +201,33 @@ def read(path: str) -> pa.Table:
     if missing:
         raise ValueError(f"columns {sorted(missing)} are missing")
     return table
+
+
+#: Filesystems on which a mapped file stays readable after any process replaces it.
+LOCAL_FILESYSTEMS = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "tmpfs", "ramfs", "overlay",
+    "bcachefs", "jfs", "reiserfs",
+})
+
+
+def _mappable(path: str) -> bool:
+    return filesystem_type(os.stat(path).st_dev) in LOCAL_FILESYSTEMS
+
+
+@functools.lru_cache(maxsize=64)
+def filesystem_type(device: int) -> str:
+    """The type of the filesystem mounted as ``device`` (an ``st_dev``), from
+    ``/proc/self/mountinfo``; ``""`` where that cannot be told (then: not local)."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        pass
+    return ""
 
 
 def _dumps(value: Any) -> str:

@@ -72,13 +72,13 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
         return _strings(_logs(exp, index, name, running))
     column = index.column(_FROM_FIELD.get(name, name))
     if name in _TIMES:
-        return column.to_numpy()
+        return _numbers(column)
     if name == "exit_code":
         if not column.null_count:
-            return pd.arrays.IntegerArray(column.to_numpy(), np.zeros(len(column), dtype=bool))
-        return pd.arrays.IntegerArray(pc.fill_null(column, 0).to_numpy(), _is_null(column))
+            return pd.arrays.IntegerArray(_numbers(column), np.zeros(len(column), dtype=bool))
+        return pd.arrays.IntegerArray(_writable(pc.fill_null(column, 0).to_numpy()), _is_null(column))
     if name == "attempt":
-        return column.to_numpy()
+        return _numbers(column)
     return _strings(column)
 
 
@@ -91,7 +91,25 @@ def _param_values(field: pa.Field, column: pa.ChunkedArray):
         return np.full(len(column), None, dtype=object)
     if pa.types.is_boolean(column.type) and column.null_count:
         return _objects(column.to_pylist())
-    return column.to_numpy()
+    return _numbers(column)
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """Arrow's zero-copy numpy views are read-only; users edit their tables."""
+    return array if array.flags.writeable else array.copy()
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric or time column as a writable numpy array, without a copy when it has no
+    nulls and its memory is writable (see store.read)."""
+    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    kind = array.type.to_pandas_dtype()
+    if array.null_count or not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
+                                or pa.types.is_timestamp(array.type)):
+        return _writable(array.to_numpy(zero_copy_only=False))
+    values = np.frombuffer(array.buffers()[1], dtype=kind, count=len(array),
+                           offset=array.offset * np.dtype(kind).itemsize)
+    return _writable(values)
 
 
 def _objects(values: list) -> np.ndarray:
