@@ -158,3 +158,9 @@ def test_a_folder_that_is_no_job_is_left_alone(tmp_path):
     with pytest.raises(ps.ConflictError, match="is not a job folder"):
         ps.submit("echo {name}\n", "{name}", [{"name": "data"}], work_dir=tmp_path)
     assert (data / "job.sh").read_text() == "precious\n" and not (data / "params.json").exists()
+
+
+def test_integers_beyond_64_bits_are_kept(tmp_path):
+    jobs = ps.submit("echo {x}\n", "job_{i}", ps.ParamSpace(i=[0, 1], x=[2**70]), work_dir=tmp_path)
+    assert set(jobs.job_state) == {"COMPLETED"} and list(ps.load(tmp_path).x) == [2**70, 2**70]
+    assert (tmp_path / "job_0" / "job.1.out").read_text() == f"{2**70}\n"

@@ -231,10 +231,20 @@ def filesystem_type(device: int) -> str:
 
 
 def _dumps(value: Any) -> str:
+    """Compact JSON, keys in their order; json's own for what orjson refuses (ints beyond
+    64 bits)."""
     if orjson is not None:
-        return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        try:
+            return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        except TypeError:
+            pass
     return json.dumps(value, separators=(",", ":"), default=_json_default)
 
 
 def _loads(text: str) -> Any:
-    return orjson.loads(text) if orjson is not None else json.loads(text)
+    if orjson is not None:
+        try:
+            return orjson.loads(text)
+        except ValueError:   # e.g. NaN written by json
+            pass
+    return json.loads(text)
