@@ -211,8 +211,7 @@ def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.n
     if found.null_count:
         missing = wanted[int(np.argmax(found.is_null().to_numpy(zero_copy_only=False)))].as_py()
         raise ParamSearchError(f"job {missing!r} is not in this experiment's index")
-    rows = found.to_numpy()
-    return None if len(rows) == index.num_rows and (rows == np.arange(len(rows))).all() else rows
+    return found.to_numpy()
 
 
 def _load_fresh(exp: Experiment, names: list[str] | None) -> tuple[dict[str, Record], list[Record], bool]:

@@ -117,7 +117,7 @@ class Experiment:
                     return
         except FileNotFoundError:
             pass
-        _atomic_write(self.wrapper, text, mode=0o755)
+        atomic_write(self.wrapper, text, mode=0o755)
 
     @property
     def token(self) -> str:
@@ -282,8 +282,8 @@ class Experiment:
     def replace_job(self, job: RenderedJob) -> None:
         """Overwrite an existing job's params.json and script (``replace=True``)."""
         job_dir = self.job_dir(job.job_name)
-        _atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
-        _atomic_write(os.path.join(job_dir, "params.json"), job.params_json())
+        atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
+        atomic_write(os.path.join(job_dir, "params.json"), job.params_json())
 
     def _check_existing(self, job: RenderedJob) -> None:
         existing = self.record_from_dir(job.job_name)
@@ -323,7 +323,8 @@ def _write(path: str, text: str | bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: str, text: str | bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str, text: "str | bytes | memoryview", mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text``: temp file, fsync, rename (readers see old or new)."""
     tmp = f"{path}.tmp-{os.getpid()}-{_token(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:

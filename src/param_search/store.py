@@ -161,16 +161,15 @@ def _is_plain(kind: pa.DataType) -> bool:
 
 # -- file I/O ---------------------------------------------------------------------------
 def write(path: str, table: pa.Table) -> None:
-    """Replace the file at ``path`` with ``table`` atomically (temp file, fsync, rename)."""
+    """Replace the file at ``path`` with ``table`` atomically (see ``atomic_write``)."""
     import pyarrow.ipc
 
-    tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(3).hex()}"
-    with open(tmp, "xb") as f:
-        with pyarrow.ipc.new_file(f, table.schema) as writer:
-            writer.write_table(table)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .experiment import atomic_write
+
+    sink = pa.BufferOutputStream()
+    with pyarrow.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    atomic_write(path, memoryview(sink.getvalue()))
 
 
 def read(path: str) -> pa.Table:

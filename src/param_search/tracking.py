@@ -73,10 +73,7 @@ def refresh(exp: Experiment, records: Iterable[Record],
            or (r["queue"] not in (None, "local") and r["state"] != COMPLETED)]
     snapshots = snapshots or {}
     for name, group in itertools.groupby(sorted(ask, key=_queue_name), key=_queue_name):
-        if name in snapshots:
-            queue_for(name).poll(exp, list(group), snapshot=snapshots[name])
-        else:
-            queue_for(name).poll(exp, list(group))
+        queue_for(name).poll(exp, list(group), snapshot=snapshots.get(name))
     for record in active:
         if record["state"] in FINAL_STATES:
             finalize(exp, record)

@@ -38,8 +38,11 @@ class Queue(ABC):
         """
 
     @abstractmethod
-    def poll(self, exp: "Experiment", records: list["Record"]) -> None:
-        """Refresh active records from the scheduler, in as few calls as possible."""
+    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
+        """Refresh active records from the scheduler, in as few calls as possible.
+
+        ``snapshot``: what :meth:`snapshot` already answered in this refresh, if anything.
+        """
 
     @abstractmethod
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
@@ -52,8 +55,8 @@ class Queue(ABC):
         An Arrow table with columns ``job_id``, ``state`` (our names), ``reason``, ``node``
         and ``submit`` (epoch seconds), one row per job the scheduler lists. Jobs whose
         state it confirms are updated column-wise, without building their records; the
-        others are passed to ``poll(exp, records, snapshot=table)``, which must then use
-        the table instead of asking again. ``None`` (the default): no fast path.
+        others are passed to ``poll(exp, records, snapshot=table)``, which then uses the
+        table instead of asking again. ``None`` (the default): no fast path.
         """
         return None
 

@@ -21,6 +21,8 @@ from ..states import (
 from .base import Queue
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..experiment import Experiment, Record
 
 NO_RUNNER = "no local runner is running it: call ps.wait(jobs) or ps.submit(...) again"
@@ -76,7 +78,7 @@ class LocalQueue(Queue):
     def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
         self.submit(exp, [r for r in records if read_start(exp.attempt_path(r, "status")) is None])
 
-    def poll(self, exp: "Experiment", records: list["Record"]) -> None:
+    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
         for record in records:
             if record["state"] == RUNNING:
                 _check_running(exp, record)

@@ -237,22 +237,25 @@ def parse_squeue_table(text: str) -> "pa.Table":
             column_types=dict.fromkeys(["job_id", "native", "reason", "node", "submit"], text_type),
             strings_can_be_null=False),
     ).combine_chunks()
+    native = _per_value(raw.column("native"), str.strip, text_type)
     return pa.table({
         "job_id": pc.utf8_trim_whitespace(raw.column("job_id")),
-        "state": _per_value(raw.column("native"), lambda v: NATIVE_STATES.get(v.strip(), UNKNOWN), text_type),
-        "native": _per_value(raw.column("native"), str.strip, text_type),
+        "state": _per_value(native, lambda v: NATIVE_STATES.get(v, UNKNOWN), text_type),
+        "native": native,
         "reason": _per_value(raw.column("reason"), lambda v: None if v in ("None", "") else v, text_type),
         "node": _per_value(raw.column("node"), lambda v: v or None, text_type),
         "submit": _per_value(raw.column("submit"), lambda v: _epoch(v.strip()), pa.float64()),
     })
 
 
-def _per_value(column: "pa.ChunkedArray", interpret, kind: "pa.DataType") -> "pa.Array":
+def _per_value(column: "pa.Array | pa.ChunkedArray", interpret, kind: "pa.DataType") -> "pa.Array":
     """``interpret`` applied to each distinct value of a text column, spread to its rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    codes = (column.chunk(0) if column.num_chunks else pa.array([], column.type)).dictionary_encode()
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+    codes = column.dictionary_encode()
     values = pa.array([interpret(v) for v in codes.dictionary.to_pylist()], kind)
     return pc.take(values, codes.indices)
 

@@ -36,6 +36,8 @@ from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING
 from .batch import BatchQueue, chunks, merge_info
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..experiment import Experiment, Record
 
 #: Torque's job_state letters mapped to ours; C (completed) is decided by exit_status.
@@ -109,7 +111,7 @@ class TorqueQueue(BatchQueue):
         return chunks_in_qstat(qstat_full([]), names)
 
     # -- poll --------------------------------------------------------------------------
-    def poll(self, exp: "Experiment", records: list["Record"]) -> None:
+    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
         """One ``qstat -f`` call (per 1,000 arrays) for all records.
 
         A PENDING record whose job qstat no longer calls pending (or does not list: Slurm's
