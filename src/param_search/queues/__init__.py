@@ -1,0 +1,1 @@
+"""Where jobs run: the local machine and the batch schedulers."""
