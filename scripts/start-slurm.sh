@@ -49,8 +49,8 @@ if ((${#missing[@]})); then
     command -v apt-get >/dev/null 2>&1 || cannot "apt-get not available and packages missing: ${missing[*]}"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null || die "apt-get update failed"
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed"
 fi
 for c in munged munge unmunge mysqld_safe mysqladmin mariadb slurmdbd slurmctld slurmd sinfo sacct sacctmgr scontrol; do

@@ -58,9 +58,9 @@ if ((${#missing[@]})); then
     command -v apt-get >/dev/null 2>&1 || cannot "apt-get not available and packages missing: ${missing[*]}"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-        apt-get update -qq >/dev/null || die "apt-get update failed"
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    if ! apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+        apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null || die "apt-get update failed"
+        apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
             die "apt-get install ${missing[*]} failed"
     fi
 fi
@@ -72,7 +72,7 @@ if [[ ! -x $BIN/qsub ]]; then
     trap 'rm -rf "$download"' EXIT
     log "downloading slurm-wlm-torque"
     if ! (cd "$download" && apt-get download -qq slurm-wlm-torque >/dev/null 2>&1); then
-        apt-get update -qq >/dev/null || die "apt-get update failed"
+        apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null || die "apt-get update failed"
         (cd "$download" && apt-get download -qq slurm-wlm-torque >/dev/null) ||
             die "apt-get download slurm-wlm-torque failed"
     fi
