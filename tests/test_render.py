@@ -1,6 +1,7 @@
 """Job identity, names, templates and the checks made before anything is written."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -146,3 +147,14 @@ def test_unserializable_param_is_an_error(in_tmp):
     with pytest.raises(ps.TemplateError, match="cannot be stored as JSON"):
         ps.submit("echo", "job_{hash}", [{"f": object()}])
     assert not os.listdir(in_tmp)
+
+
+def test_placeholders_for_parameters_a_format_string_cannot_name(tmp_path):
+    space = ps.ParamSpace(**{"0": [1], "a.b": [2], "x[1]": [3], "a": [4], "lr-rate": [5]})
+    job, = render_jobs("{a} {lr-rate}", "j_{hash}", space, str(tmp_path))
+    assert job.script == "4 5" and job.params == {"0": 1, "a.b": 2, "x[1]": 3, "a": 4, "lr-rate": 5}
+    for template, name in (("{0}", "'0'"), ("{a.b}", "'a.b'"), ("{x[1]}", "'x[1]'")):
+        with pytest.raises(ps.TemplateError, match=f"cannot use parameter {re.escape(name)}.*rename it"):
+            render_jobs(template, "j_{hash}", space, str(tmp_path))
+    with pytest.raises(ps.TemplateError, match="job name cannot use parameter '0'"):
+        render_jobs("x", "j_{0}", space, str(tmp_path))

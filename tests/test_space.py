@@ -94,16 +94,75 @@ def test_mapping_argument_and_keywords():
 
 
 @pytest.mark.parametrize("empty", [[], (), range(0), np.array([]), set(), iter([])])
-def test_empty_range_names_the_key(empty):
-    with pytest.raises(ParamSpaceError, match="'lr'.*empty"):
-        ParamSpace(a=1, lr=empty)
+def test_an_empty_range_is_an_empty_space(empty):
+    space = ParamSpace(a=1, lr=empty)
+    assert len(space) == 0 and space.size == 0 and not space
+    assert list(space) == [] and space.sample(0) == [] and space[0:5] == []
+    with pytest.raises(IndexError):
+        space[0]
+    with pytest.raises(ParamSpaceError, match="empty space.*sample\\(0\\)"):
+        space.sample(1)
+    with pytest.raises(ParamSpaceError, match="empty space"):
+        space.sample(3, replace=True)
 
 
-@pytest.mark.parametrize("name", ["1a", "a-b", "a b", "", 3])
-def test_bad_names(name):
-    with pytest.raises(ParamSpaceError, match="identifier") as info:
+def test_empty_spaces_in_the_algebra():
+    s, empty = ParamSpace(a=[1, 2, 3], b=4), ParamSpace(a=[], b=[5])
+    assert len(s + empty) == len(empty + s) == 3 and list(empty + s) == list(s)
+    assert (empty + s)[1] == s[1]
+    assert len(s * ParamSpace(c=[])) == 0 and list(ParamSpace(c=[]) * s) == []
+    assert len(5 * empty) == 0 and len(0 * s) == 0
+    assert len(ParamSpace(a=[]) + ParamSpace(a=[])) == 0
+
+
+@pytest.mark.parametrize("name", ["0", "1a", "a-b", "a b", "", "lr.rate", "x[0]", "é"])
+def test_any_string_is_a_parameter_name(name):
+    space = ParamSpace({name: range(3), "other": [1, 2]})
+    assert len(space) == 6 and list(space.keys()) == [name, "other"]
+    assert [p[name] for p in space] == [0, 0, 1, 1, 2, 2]
+    assert space[5] == {name: 2, "other": 2}
+    assert len(space.sample(4, seed=0)) == 4
+    assert len(space + space) == 12 and len(space * ParamSpace(z=[1, 2])) == 12
+    assert eval(repr(space), {"ParamSpace": ParamSpace, "range": range}) == space
+    assert pickle.loads(pickle.dumps(space)) == space
+
+
+def test_the_issue_example_of_odd_names():
+    space = ParamSpace(**{"0": range(3), "lr-rate": [1, 2]})
+    assert len(space) == 6 and space[3] == {"0": 1, "lr-rate": 2}
+    assert len(2 * space + space) == 18
+
+
+@pytest.mark.parametrize("name", [3, None, ("a",)])
+def test_names_must_be_strings(name):
+    with pytest.raises(ParamSpaceError, match="must be strings") as info:
         ParamSpace({name: 1})
     assert repr(name) in str(info.value)
+
+
+@pytest.mark.parametrize("dims", [{}, {"a": []}, {"a": 1}, {"a": [1]}, {"a": [1, 2]},
+                                  {"a": 1, "b": 2}, {"a": [1, 2], "b": [3, 4]}])
+def test_the_original_packages_dims(dims):
+    space = ParamSpace(**dims)
+    assert isinstance(space, collections.OrderedDict)
+    assert set(space.keys()) == set(dims)
+    for k, v in dims.items():
+        assert space[k] == (v if isinstance(v, list) else [v])
+    points = list(space)
+    assert len(points) == len(space)
+    assert all(p.keys() == space.keys() and all(p[k] in space[k] for k in p) for p in points)
+    assert len(space + space) == 2 * len(space) and len(10 * space) == 10 * len(space)
+
+
+@pytest.mark.parametrize("n_dims", range(6))
+@pytest.mark.parametrize("n_vals", range(6))
+def test_digit_named_grids_len_and_iteration(n_dims, n_vals):
+    space = ParamSpace(**{str(k): range(n_vals) for k in range(n_dims)})
+    assert len(space) == n_vals ** n_dims
+    points = list(space)
+    assert len(points) == n_vals ** n_dims
+    if points:
+        assert points[-1] == {str(k): n_vals - 1 for k in range(n_dims)}
 
 
 def test_empty_space_has_one_empty_point():
@@ -347,7 +406,7 @@ def grids(draw, keys):
     keys = draw(st.permutations(sorted(keys)))
     ranges = {}
     for key in keys:
-        n = draw(st.integers(1, 3))
+        n = draw(st.integers(0, 3))
         kind = draw(st.sampled_from(["range", "list", "scalar"]))
         ranges[key] = (range(n) if kind == "range" else
                        [f"{key}{j}" for j in range(n)] if kind == "list" else 7)
@@ -420,5 +479,5 @@ def test_sampling_properties(space, seed, data):
     if n:
         with_replacement = space.sample(k + 3, replace=True, seed=seed)
         assert len(with_replacement) == k + 3 and set(with_replacement) <= set(space)
-    with pytest.raises(ParamSpaceError, match=f"only {n} points"):
+    with pytest.raises(ParamSpaceError, match=f"only {n} points" if n else "empty space"):
         space.sample(n + 1, seed=seed)

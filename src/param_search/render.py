@@ -102,7 +102,7 @@ class Template:
 
     text: str
     what: str  # "name" or "template", for messages
-    fields: frozenset
+    fields: frozenset   # the placeholders' field names, e.g. 'lr' or 'x[0]'
     quoting: bool
 
     @classmethod
@@ -115,12 +115,12 @@ class Template:
                 if field is None:
                     continue
                 root = _field_root(field)
-                if root == "" or root.isdigit():
+                if root == "":
                     raise TemplateError(
                         f"the job {what} has a positional placeholder {{{field}}}; "
                         "name it after a parameter, e.g. {lr}"
                     )
-                fields.add(root)
+                fields.add(field)
                 quoting |= conversion == "q"
                 if conversion not in (None, "q", "r", "s", "a"):
                     raise TemplateError(f"the job {what} uses an unknown conversion !{conversion}")
@@ -132,12 +132,24 @@ class Template:
         return cls(text, what, frozenset(fields), quoting)
 
     def check_keys(self, available: Iterable[str]) -> None:
-        """Raise if a placeholder names no parameter nor reserved key."""
+        """Raise if a placeholder names no parameter nor reserved key, or names a parameter
+        a format string cannot reference (``{0}`` is a position, ``{a.b}`` an attribute)."""
         available = list(available)
-        missing = sorted(self.fields - set(available))
-        if missing:
+        unusable = [k for k in available if not referenceable(k)]
+        for field in sorted(self.fields):
+            root = _field_root(field)
+            meant = [k for k in unusable if k == root or field.startswith(k)]
+            if not meant and root in available and referenceable(root):
+                continue
+            if meant:
+                raise TemplateError(
+                    f"the job {self.what} cannot use parameter {meant[0]!r}: a format placeholder "
+                    "can only name parameters without '.', '[', ']', '{', '}', ':' or '!' that are "
+                    "not all digits; rename it, e.g. ParamSpace(**{'p_" + _identifier(meant[0])
+                    + "': ...}) (or rename the DataFrame column)"
+                )
             raise TemplateError(
-                f"the job {self.what} uses {{{missing[0]}}}, which is neither a parameter nor a "
+                f"the job {self.what} uses {{{root}}}, which is neither a parameter nor a "
                 f"reserved key; available keys: {', '.join(available)}"
             )
 
@@ -151,6 +163,18 @@ class Template:
                 f"cannot render the job {self.what} for parameters {_public(values)!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+
+_SPECIAL = ".[]{}:!"
+
+
+def referenceable(name: str) -> bool:
+    """Whether a format placeholder ``{name}`` can stand for a parameter of that name."""
+    return bool(name) and not name.isdigit() and not any(ch in name for ch in _SPECIAL)
+
+
+def _identifier(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
 def _field_root(field: str) -> str:

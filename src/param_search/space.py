@@ -114,7 +114,8 @@ def _sorted_set(values: Iterable[Any]) -> list[Any]:
 
 
 def _promote(key: str, value: Any) -> Any:
-    """Turns a user-given value into a range: a non-empty sequence or a distribution.
+    """Turns a user-given value into a range: a sequence (possibly empty: an empty space)
+    or a distribution.
 
     Args:
         key: the parameter name, for error messages.
@@ -122,9 +123,6 @@ def _promote(key: str, value: Any) -> Any:
 
     Returns:
         The distribution itself, a ``range``, or a list/tuple of plain values.
-
-    Raises:
-        ParamSpaceError: if the range is empty.
     """
     if _is_distribution(value):
         return value
@@ -142,19 +140,19 @@ def _promote(key: str, value: Any) -> Any:
         result = [_to_python(v) for v in _sorted_set(value)]
     else:
         result = [_to_python(v) for v in value]
-    if len(result) == 0:
-        raise ParamSpaceError(
-            f"parameter {key!r} has an empty range; give it at least one value"
-        )
     return result
 
 
 def _check_name(key: Any) -> None:
-    """Raises ParamSpaceError unless ``key`` is a valid Python identifier."""
-    if not (isinstance(key, str) and key.isidentifier()):
+    """Raises ParamSpaceError unless ``key`` is a str.
+
+    Any string names a parameter; only templates restrict which names they can reference
+    (see ``render.py``), where that restriction bites.
+    """
+    if not isinstance(key, str):
         raise ParamSpaceError(
-            f"parameter name {key!r} is not a valid Python identifier "
-            "(names must work as str.format fields, e.g. 'learning_rate')"
+            f"parameter name {key!r} is a {type(key).__name__}; names must be strings, "
+            f"e.g. {str(key)!r}"
         )
 
 
@@ -314,8 +312,7 @@ class ParamSpace(OrderedDict):
         **kwargs: more names and values.
 
     Raises:
-        ParamSpaceError: if a name is not a Python identifier, is given twice,
-            or has an empty range.
+        ParamSpaceError: if a name is not a string or is given twice.
     """
 
     __array_ufunc__ = None  # so that numpy ints defer to our __rmul__
@@ -400,6 +397,8 @@ class ParamSpace(OrderedDict):
 
     def __iter__(self) -> Iterator[Params]:
         self._check_enumerable()
+        if not self._size:
+            return iter(())
         tables = self._get_tables()
         if tables:
             return _iter_tables(tables)
@@ -486,10 +485,15 @@ class ParamSpace(OrderedDict):
             return []
         if replace and n > 0:
             return _randints(rng, n, k)
+        if n == 0:
+            raise ParamSpaceError(
+                f"cannot sample {k} points from an empty space (0 points: some parameter has an "
+                "empty range); give every parameter at least one value, or ask for sample(0)"
+            )
         if k > n:
             raise ParamSpaceError(
-                f"cannot sample {k} {'distinct ' if n else ''}points from a space of only "
-                f"{n} points; ask for fewer{' or use replace=True' if n else ''}"
+                f"cannot sample {k} distinct points from a space of only {n} points; "
+                "ask for fewer or use replace=True"
             )
         return _distinct_randints(rng, n, k)
 
@@ -568,7 +572,10 @@ class ParamSpace(OrderedDict):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.items())
+        if all(k.isidentifier() for k in self._keys):
+            inner = ", ".join(f"{k}={v!r}" for k, v in self.items())
+        else:
+            inner = dict.__repr__(dict(self.items()))
         return f"{type(self).__name__}({inner})"
 
     __str__ = __repr__
@@ -906,3 +913,47 @@ class RepeatSpace(ParamSpace):
         return f"{self._times} * {_wrap(self._base)}"
 
     __str__ = __repr__
+
+
+# ------------------------------------------------------------------ submit's argument
+
+
+def as_points(space: Any) -> Iterable[Mapping[str, Any]]:
+    """The points of what ``ps.submit`` accepts as a space, checked before any is used.
+
+    A ParamSpace; a mapping of names to ranges (a ``ParamSpace`` of it); a pandas
+    DataFrame (one point per row, the columns its names); or an iterable of dicts.
+
+    Raises:
+        ParamSpaceError: for anything else, naming what is accepted.
+    """
+    accepted = ("a ParamSpace, a dict of names to ranges, a pandas DataFrame (one point per "
+                "row), or an iterable of dicts")
+    if isinstance(space, ParamSpace):
+        return space
+    if isinstance(space, Mapping):
+        return ParamSpace(space)
+    if type(space).__name__ == "DataFrame" and hasattr(space, "to_dict"):
+        bad = [c for c in space.columns if not isinstance(c, str)]
+        if bad:
+            raise ParamSpaceError(f"DataFrame column {bad[0]!r} is not a string; name the columns "
+                                  "after the parameters, e.g. df.columns = ['lr', 'depth']")
+        return [Params((k, _to_python(v)) for k, v in row.items())
+                for row in space.to_dict("records")]
+    if isinstance(space, (str, bytes)) or not isinstance(space, Iterable):
+        raise ParamSpaceError(f"the parameter space must be {accepted}, not {type(space).__name__}")
+    return _checked_points(space, accepted)
+
+
+def _checked_points(points: Iterable[Any], accepted: str) -> Iterator[Mapping[str, Any]]:
+    for i, point in enumerate(points):
+        if not isinstance(point, Mapping):
+            raise ParamSpaceError(
+                f"point {i} of the parameter space is a {type(point).__name__} ({point!r:.60}), "
+                f"not a dict; the space must be {accepted}"
+            )
+        bad = [k for k in point if not isinstance(k, str)]
+        if bad:
+            raise ParamSpaceError(f"point {i} of the parameter space has a name {bad[0]!r} that "
+                                  "is not a string; parameter names are strings")
+        yield point
