@@ -3,6 +3,8 @@
 Run them alone with ``./scripts/test.sh -m slurm``. They skip without a cluster, except
 under CI=true, where a missing cluster fails them.
 """
+import glob
+import json
 import os
 import random
 import signal
@@ -252,3 +254,37 @@ def test_time_limit_is_timeout_with_an_error_line(timeout_job):
     assert row.stdout == "working\n"
     assert ps.resubmit(jobs, states=["TIMEOUT"], time="0:02:00", wait=False).attempt.iloc[0] == 2
     ps.cancel(jobs)
+
+
+def _in_another_process(code):
+    """Run param_search code in a fresh interpreter, as a later session would."""
+    subprocess.run([sys.executable, "-c", f"import param_search as ps\n{code}"], check=True,
+                   timeout=120, stderr=subprocess.DEVNULL)
+
+
+def _squeue_fields(job_id, fields="%l|%P|%k"):
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", fields], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_resubmit_and_cancel_in_another_process_use_the_submitted_options(in_tmp, command_log):
+    script = "#!/bin/bash\n[ -e job.2.status ] && sleep 300\nexit 1\n"   # attempt 1 fails
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), use="slurm", time="0:03:00",
+                     partition="debug", extra_args=["--comment=keepme"])
+    assert list(_wait(jobs).job_state) == ["FAILED"]
+    _in_another_process("ps.resubmit('.')")
+    second = command_log("sbatch")[-1]
+    assert "--time=0:03:00" in second and "--comment=keepme" in second and "--partition=debug" in second
+    job_id = ps.load(".").job_id[0]
+    assert _squeue_fields(job_id) == "3:00|debug|keepme"
+    _in_another_process("ps.cancel('.')")
+    assert command_log("scancel")[-1] == f"scancel {job_id}"
+    assert list(ps.status(".").job_state) == ["CANCELLED"]
+    _in_another_process("ps.resubmit('.', time='0:05:00')")   # an override, on purpose
+    job_id = ps.load(".").job_id[0]
+    assert _squeue_fields(job_id) == "5:00|debug|keepme"
+    stored = [json.load(open(f)) for f in sorted(glob.glob(".param_search/batches/*.json"))]
+    assert [b["settings"]["time"] for b in stored] == ["0:03:00", "0:03:00", "0:05:00"]
+    assert stored[-1]["overrides"] == {"time": "0:05:00"}
+    assert all(b["settings"]["extra_args"] == ["--comment=keepme"] for b in stored)
+    assert list(ps.cancel(".").job_state) == ["CANCELLED"]

@@ -6,6 +6,7 @@ Live tests skip without the cluster or the wrappers, except under CI=true, where
 import os
 import pathlib
 import subprocess
+import sys
 import textwrap
 import time
 
@@ -294,3 +295,22 @@ def test_chunks_and_slot_limit(in_tmp, torque_calls):
     assert [c.split(" -t ")[1].split()[0] for c in qsubs] == ["0-1%1", "0-1%1", "0-0%1"]
     assert len({i.split("[")[0] for i in jobs.job_id}) == 3
     assert list(_wait(jobs).stdout) == [f"{i}\n" for i in range(5)]
+
+
+@pytest.mark.slurm
+def test_resubmit_in_another_process_keeps_the_torque_options(in_tmp, torque_calls):
+    script = "#!/bin/bash\n[ -e job.2.status ] && sleep 300\nexit 1\n"   # attempt 1 fails
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), use="torque", walltime="0:04:00",
+                     queue="debug", extra_args=["-l", "pmem=100mb"])
+    assert list(_wait(jobs).job_state) == ["FAILED"]
+    subprocess.run([sys.executable, "-c", "import param_search as ps; ps.resubmit('.')"],
+                   check=True, timeout=120, stderr=subprocess.DEVNULL)
+    first, second = torque_calls("qsub")
+    for option in ("walltime=0:04:00", "-q debug", "pmem=100mb"):
+        assert option in first and option in second
+    job_id = ps.load(".").job_id[0]
+    assert ps.load(".").queue[0] == "torque"
+    shown = subprocess.run(["squeue", "-h", "-j", job_id.split("[")[0], "-o", "%l|%P"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["4:00|debug"]
+    assert list(ps.cancel(".").job_state) == ["CANCELLED"]

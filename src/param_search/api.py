@@ -1,11 +1,12 @@
 """The public functions: submit, load, status, wait, resubmit, cancel."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -15,11 +16,12 @@ from .experiment import Experiment, Record, conflict_message, new_record, script
 from .queues.base import Queue, make_queue, queue_for
 from .queues.local import LocalQueue, LocalRunner, owner_alive
 from .render import RenderedJob, render_jobs
+from .space import as_points
 from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
 )
 from .table import frame, jobs_table, work_dir_of
-from .tracking import reconcile, refresh, refresh_index
+from .tracking import latest_batch, reconcile, refresh, refresh_index
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +63,10 @@ def submit(
         **queue_options: options of the queue, e.g. ``workers=4`` or ``partition='gpu'``.
     """
     queue = make_queue(use, **queue_options)
-    jobs = render_jobs(template, name, param_space, work_dir)
+    jobs = render_jobs(template, name, as_points(param_space), work_dir)
+    if not jobs:
+        _print_plan({k: [] for k in _PLAN_KINDS}, queue)
+        return _empty_table(Experiment(work_dir), param_space)
     exp = Experiment.create(work_dir)
     with exp.lock():
         records = exp.load_records()
@@ -81,11 +86,23 @@ def submit(
     return jobs_table(exp, [records[j.job_name] for j in jobs])
 
 
+_PLAN_KINDS = ("new", "unsent", "active", "completed", "retry", "failed", "changed")
+
+
+def _empty_table(exp: Experiment, param_space: Any) -> pd.DataFrame:
+    """The jobs table of no jobs: the usual columns (and the space's names, if it has any)."""
+    table = jobs_table(exp, [])
+    names = [k for k in param_space.keys() if k not in table] if isinstance(param_space, Mapping) else []
+    if names:
+        table = pd.concat([pd.DataFrame({k: pd.Series(dtype=object) for k in names}), table], axis=1)
+        table.attrs["work_dir"] = exp.work_dir
+    return table
+
+
 def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], replace: bool,
           retry_failed: bool, max_attempts: int | None) -> dict[str, list]:
     """Sort the space's jobs by what submit must do with each."""
-    plan: dict[str, list] = {k: [] for k in ("new", "unsent", "active", "completed", "retry",
-                                             "failed", "changed")}
+    plan: dict[str, list] = {k: [] for k in _PLAN_KINDS}
     for job in jobs:
         record = records.get(job.job_name)
         if record is None:
@@ -132,12 +149,16 @@ def _setup(exp: Experiment, records: dict[str, Record], plan: dict[str, list]) -
         records[job.job_name] = {**new_record(job), "attempt": old["attempt"]}
 
 
-def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[RenderedJob]) -> None:
-    """Hand jobs to the queue, recording the intent before and the outcome after."""
+def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[RenderedJob],
+          overrides: dict[str, Any] | None = None) -> None:
+    """Hand jobs to the queue, recording the intent (and the queue's settings) before and
+    the outcome after. Records the queue refused are restored as they were."""
     batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}"
     sending = [records[j.job_name] for j in jobs]
     if sending:
         exp.install_wrapper()
+        exp.save_batch(batch, queue.name, queue.settings, overrides)
+    before = {r["job_name"]: dict(r) for r in sending}
     now = time.time()
     for record in sending:
         record.update(state=SUBMITTING, attempt=record["attempt"] + 1,
@@ -153,8 +174,7 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
     finally:
         for record in sending:
             if record["state"] == SUBMITTING:   # refused: never sent
-                record.update(state=NEW, attempt=record["attempt"] - 1,
-                              queue=None, batch=None, submitted=None)
+                record.update(before[record["job_name"]])
         exp.save_records(records)
 
 
@@ -285,10 +305,13 @@ def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, pr
     """Run the local jobs among ``names`` whose owner is gone; False if there were none."""
     records = exp.load_records()
     chosen = _select(records, names)
-    if not any(r["queue"] == "local" and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
-               for r in chosen):
+    orphans = [r for r in chosen if r["queue"] == "local" and r["state"] in ACTIVE_STATES
+               and not owner_alive(r["owner"])]
+    if not orphans:
         return False
-    LocalRunner(exp, workers or LocalQueue().workers, progress).run(
+    if workers is None:
+        workers = queue_for(exp, "local", latest_batch(orphans)).workers
+    LocalRunner(exp, workers, progress).run(
         None if names is None else set(names), deadline)
     return True
 
@@ -328,19 +351,35 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
         records, chosen, _ = _load_fresh(exp, names)
         send = [r for r in chosen if r["state"] in states
                 and (max_attempts is None or r["attempt"] < max_attempts)]
-        queue = make_queue(use or _common_queue(send), **queue_options) if send else None
+        groups = _queues_again(exp, send, use, queue_options)
         print(f"param_search: resubmitting {len(send)} of {len(chosen)} jobs", file=sys.stderr)
-        if queue is not None:
-            _send(exp, queue, records, [_as_job(r) for r in send])
+        for queue, group in groups:
+            _send(exp, queue, records, [_as_job(r) for r in group], overrides=queue_options)
         exp.save_records(records)
     chosen_names = [r["job_name"] for r in chosen]
-    if queue is not None and (wait if wait is not None else isinstance(queue, LocalQueue)):
+    local = any(isinstance(queue, LocalQueue) for queue, _ in groups)
+    if groups and (wait if wait is not None else local):
         return _wait_for(exp.work_dir, names=chosen_names, progress=progress)
     return jobs_table(exp, [records[n] for n in chosen_names])
 
 
-def _common_queue(records: list[Record]) -> str:
-    return Counter(r["queue"] or "local" for r in records).most_common(1)[0][0]
+def _queues_again(exp: Experiment, records: list[Record], use: "str | Queue | None",
+                  overrides: dict[str, Any]) -> "list[tuple[Queue, list[Record]]]":
+    """The queue each record goes to when sent again: the one its last batch went to,
+    with the settings stored with that batch, updated by ``overrides``; grouped."""
+    if isinstance(use, Queue):
+        return [(make_queue(use, **overrides), records)] if records else []
+    groups: dict[str, tuple[Queue, list[Record]]] = {}
+    for record in records:
+        name = str(use or record["queue"] or "local")
+        stored = exp.batch_settings(record["batch"]) if record["batch"] else None
+        settings = stored["settings"] if stored and stored.get("queue") == name else {}
+        settings = {**settings, **overrides}
+        key = json.dumps([name, settings], sort_keys=True, default=repr)
+        if key not in groups:
+            groups[key] = (make_queue(name, **settings), [])
+        groups[key][1].append(record)
+    return list(groups.values())
 
 
 def _as_job(record: Record) -> RenderedJob:
@@ -354,7 +393,8 @@ def cancel(jobs: JobsLike) -> pd.DataFrame:
         records, chosen, _ = _load_fresh(exp, names)
         active = [r for r in chosen if r["state"] in ACTIVE_STATES]
         for name in {r["queue"] for r in active}:
-            queue_for(name).cancel(exp, [r for r in active if r["queue"] == name])
+            group = [r for r in active if r["queue"] == name]
+            queue_for(exp, name or "local", latest_batch(group)).cancel(exp, group)
         refresh(exp, active)
         for record in active:
             if record["state"] in FINAL_STATES and record["error"] is None:

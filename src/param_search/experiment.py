@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ExperimentError
 from .render import STATE_DIR_NAME, RenderedJob, params_hash
-from .states import NEW, UNKNOWN
+from .states import NEW, SUBMITTING, UNKNOWN
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,6 +77,7 @@ class Experiment:
         self.index_path = os.path.join(self.state_dir, "index.arrow")
         self.legacy_index_path = os.path.join(self.state_dir, "index.json")
         self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
+        self._batches: dict[str, dict[str, Any]] = {}   # batch settings read so far
         self._lock_depth = 0
         self._lock_fd: int | None = None
 
@@ -132,6 +133,44 @@ class Experiment:
         """Path of an attempt's file: ``status``, ``out`` or ``err``."""
         n = record["attempt"] if attempt is None else attempt
         return os.path.join(self.work_dir, record["job_name"], f"job.{n}.{suffix}")
+
+    # -- batches: what each submission was sent to, with which settings -------------------
+    def batch_path(self, batch: str) -> str:
+        return os.path.join(self.state_dir, "batches", f"{batch}.json")
+
+    def save_batch(self, batch: str, queue: str, settings: dict[str, Any],
+                   overrides: dict[str, Any] | None = None) -> None:
+        """Record the queue and its settings a batch goes to (before it is submitted), so
+        that status, cancel and resubmit in any later process use the very same queue."""
+        data = {"batch": batch, "queue": queue, "settings": settings, "created": time.time()}
+        if overrides:
+            data["overrides"] = overrides
+        try:
+            text = json.dumps(data, indent=1, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ExperimentError(
+                f"the {queue} queue's settings {settings!r} cannot be stored as JSON ({exc}); "
+                "give options as strings, numbers, booleans or lists of them"
+            ) from None
+        os.makedirs(os.path.dirname(self.batch_path(batch)), exist_ok=True)
+        atomic_write(self.batch_path(batch), text)
+        self._batches[batch] = data
+
+    def batch_settings(self, batch: str) -> dict[str, Any] | None:
+        """What :meth:`save_batch` recorded for ``batch`` (None for a batch of an older
+        version, which recorded nothing)."""
+        if batch not in self._batches:
+            try:
+                with open(self.batch_path(batch)) as f:
+                    self._batches[batch] = json.load(f)
+            except FileNotFoundError:
+                return None
+            except ValueError as exc:
+                raise ExperimentError(
+                    f"{self.batch_path(batch)} is not valid JSON ({exc}); it records the queue "
+                    "settings of that batch: restore it, or delete it to use default settings"
+                ) from None
+        return self._batches[batch]
 
     # -- locking -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -226,16 +265,44 @@ class Experiment:
         return records
 
     def rebuild(self) -> dict[str, Record]:
-        """Records derived from the job folders alone (``params.json`` + wrapper files).
+        """Records derived from the job folders (``params.json`` + wrapper files) and the
+        batches' map and settings files.
 
         Folders whose ``params.json`` is missing or cut short were never completely set up
-        (the next ``ps.submit`` writes them again) and are left out.
+        (the next ``ps.submit`` writes them again) and are left out. An attempt that a map
+        file lists but that has not started is SUBMITTING: the next refresh asks its queue
+        for the chunk by name (and sends it again if the queue never got it).
         """
         records = {}
         for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
             if entry.is_dir() and not entry.name.startswith(".") and _is_complete(entry.path):
                 records[entry.name] = self.record_from_dir(entry.name)
+        for (job_name, attempt), (batch, sent) in self._mapped_attempts().items():
+            record = records.get(job_name)
+            if record is None or attempt < record["attempt"]:
+                continue
+            stored = self.batch_settings(batch) or {}
+            if stored.get("queue") is None:
+                continue   # an older version's batch: its queue is unknown
+            record.update(batch=batch, queue=stored["queue"])
+            if attempt > record["attempt"]:
+                record.update(attempt=attempt, state=SUBMITTING, submitted=sent)
         return records
+
+    def _mapped_attempts(self) -> dict[tuple[str, int], tuple[str, float]]:
+        """(job name, attempt) -> (batch, when its map was written), the latest per job."""
+        found: dict[tuple[str, int], tuple[str, float]] = {}
+        folder = os.path.join(self.state_dir, "batches")
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            if entry.name.endswith(".map"):
+                batch = entry.name[:-4].rsplit(".", 1)[0]
+                for job_dir, attempt in read_map(entry.path):
+                    found[(os.path.basename(job_dir), attempt)] = (batch, entry.stat().st_mtime)
+        return found
 
     def record_from_dir(self, job_name: str) -> Record:
         """Rebuild one job's record from its folder, checking its identity."""
@@ -297,6 +364,22 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
         "different script; use a new work_dir for the changed sweep, or pass replace=True to "
         "overwrite the jobs that changed (their old results are then stale)"
     )
+
+
+def write_map(path: str, lines: list[tuple[str, int, str]]) -> None:
+    """A chunk's map file: line i is task i's ``JOB_DIR<tab>ATTEMPT<tab>MODE``."""
+    with open(path, "w") as f:
+        f.writelines(f"{job_dir}\t{attempt}\t{mode}\n" for job_dir, attempt, mode in lines)
+
+
+def read_map(path: str) -> list[tuple[str, int]]:
+    """(job dir, attempt) per line of a map file (nothing if it is gone)."""
+    try:
+        with open(path) as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+    except FileNotFoundError:
+        return []
+    return [(p[0], int(p[1])) for p in rows if len(p) >= 2 and p[1].isdigit()]
 
 
 def _is_complete(job_dir: str) -> bool:

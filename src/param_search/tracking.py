@@ -33,8 +33,8 @@ def apply_wrapper_files(exp: Experiment, record: Record) -> None:
             record["started"], record["node"] = started.started, started.host
             if started.scheduler_id and not record["job_id"]:
                 record["job_id"] = started.scheduler_id
-            if record["queue"] is None:
-                record["queue"] = "slurm" if started.scheduler_id else "local"
+            if record["queue"] is None and not started.scheduler_id:
+                record["queue"] = "local"   # no batch settings (an older version's job)
             if ended is None:
                 record["state"] = RUNNING
                 record["reason"] = None
@@ -73,7 +73,8 @@ def refresh(exp: Experiment, records: Iterable[Record],
            or (r["queue"] not in (None, "local") and r["state"] != COMPLETED)]
     snapshots = snapshots or {}
     for name, group in itertools.groupby(sorted(ask, key=_queue_name), key=_queue_name):
-        queue_for(name).poll(exp, list(group), snapshot=snapshots.get(name))
+        group = list(group)
+        queue_for(exp, name, latest_batch(group)).poll(exp, group, snapshot=snapshots.get(name))
     for record in active:
         if record["state"] in FINAL_STATES:
             finalize(exp, record)
@@ -87,12 +88,18 @@ def _queue_name(record: Record) -> str:
     return record["queue"] or "local"
 
 
+def latest_batch(records: list[Record]) -> str | None:
+    """The most recent batch among ``records``: one queue answers for a scheduler's jobs
+    (one status call per scheduler), built with the settings that batch recorded."""
+    return max((r["batch"] for r in records if r["batch"]), default=None)
+
+
 def reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
     """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
     stuck = [r for r in records if r["state"] == SUBMITTING]
     for name in {r["queue"] for r in stuck}:
         group = [r for r in stuck if r["queue"] == name]
-        queue_for(name).reconcile(exp, group)
+        queue_for(exp, name, latest_batch(group)).reconcile(exp, group)
     for record in stuck:
         if record["state"] == SUBMITTING:
             record.update(state=NEW, attempt=record["attempt"] - 1, queue=None,
@@ -120,7 +127,7 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
         active &= chosen
     if not active.any():
         return index, False
-    index, confirmed, snapshots, changed = _apply_snapshots(index, active)
+    index, confirmed, snapshots, changed = _apply_snapshots(exp, index, active)
     slow = np.flatnonzero(active & ~confirmed)
     if len(slow):
         records = store.to_records(index.take(slow))
@@ -130,7 +137,7 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     return index, changed
 
 
-def _apply_snapshots(index: "pa.Table", active: "np.ndarray"):
+def _apply_snapshots(exp: Experiment, index: "pa.Table", active: "np.ndarray"):
     """Per queue with a snapshot: update the rows it confirms; return (index, confirmed
     mask, snapshots by queue name, whether anything changed)."""
     import numpy as np
@@ -145,7 +152,8 @@ def _apply_snapshots(index: "pa.Table", active: "np.ndarray"):
             continue
         mine = active & has_id & _mask(pc.equal(queues, name))
         ids = index.column("job_id").filter(_pa_mask(mine)).combine_chunks()
-        snapshot = queue_for(name).snapshot(ids) if len(ids) else None
+        batch = pc.max(index.column("batch").filter(_pa_mask(mine))).as_py() if len(ids) else None
+        snapshot = queue_for(exp, name, batch).snapshot(ids) if len(ids) else None
         if snapshot is None:
             continue
         snapshots[name] = snapshot

@@ -1,10 +1,11 @@
 """The contract every queue (scheduler backend) implements."""
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ParamSearchError
+from ..errors import OptionError, ParamSearchError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -21,6 +22,19 @@ class Queue(ABC):
     """
 
     name: ClassVar[str]
+    #: The constructor arguments this queue was given (JSON-able), stored with every batch
+    #: it submits so that any later process rebuilds the very same queue.
+    settings: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Queue":
+        queue = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(queue, *args, **kwargs)
+        except TypeError as exc:
+            raise OptionError(f"{cls.__name__}(): {exc}") from None
+        queue.settings = {k: list(v) if isinstance(v, tuple) else v
+                          for k, v in list(bound.arguments.items())[1:]}
+        return queue
 
     @abstractmethod
     def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
@@ -81,17 +95,19 @@ def make_queue(use: "str | Queue", **options: Any) -> Queue:
         raise ParamSearchError(
             f"unknown queue {use!r}; use one of {', '.join(sorted(classes))} or a Queue instance"
         ) from None
-    import inspect
-
     valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ParamSearchError(
+        raise OptionError(
             f"unknown option {unknown[0]!r} for use={use!r}; valid options: {', '.join(valid)}"
         )
     return cls(**options)
 
 
-def queue_for(name: str) -> Queue:
-    """A queue able to poll and cancel jobs that were submitted to ``name``."""
+def queue_for(exp: "Experiment", name: str, batch: str | None = None) -> Queue:
+    """The queue that ``batch`` was submitted to, rebuilt from the settings stored with it
+    (a queue of that name with default settings if the batch stored none)."""
+    stored = exp.batch_settings(batch) if batch else None
+    if stored is not None and stored.get("queue") == name:
+        return make_queue(name, **stored.get("settings", {}))
     return make_queue(name)

@@ -15,7 +15,8 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import CommandError, QueueError
+from ..errors import CommandError, OptionError, QueueError
+from ..experiment import read_map, write_map
 from ..proc import call
 from ..states import FINAL_STATES, PENDING, SCHEDULER_VERDICTS, UNKNOWN
 from .base import Queue
@@ -40,7 +41,7 @@ class BatchQueue(Queue):
     def __init__(self, options: list[str], array: bool, max_running: int | None,
                  max_array_size: int | None, submit_timeout: float):
         if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
-            raise ValueError(f"max_running must be a positive int, not {max_running!r}")
+            raise OptionError(f"max_running must be a positive int, not {max_running!r}")
         self.options, self.array, self.max_running = options, array, max_running
         self._max_array_size, self.submit_timeout = max_array_size, submit_timeout
 
@@ -104,7 +105,7 @@ class BatchQueue(Queue):
     def _submit_chunk(self, exp: "Experiment", chunk: list["Record"], directives: list[str], k: int) -> None:
         name = f"{chunk[0]['batch']}.{'a' if self.array else 's'}{k}"
         map_path = os.path.join(exp.state_dir, "batches", f"{name}.map")
-        write_map(exp, map_path, chunk)
+        write_map(map_path, [(exp.job_dir(r["job_name"]), r["attempt"], r["mode"]) for r in chunk])
         job_id = self.submit_chunk(exp, name, map_path, len(chunk), directives)
         for i, record in enumerate(chunk):
             record.update(job_id=self.task_id(job_id, i) if self.array else job_id, state=PENDING)
@@ -168,20 +169,6 @@ def chunk_names(exp: "Experiment", batches: list[str]) -> list[str]:
     except FileNotFoundError:
         return []
     return [f[:-4] for f in files if f.endswith(".map") and f.rsplit(".", 2)[0] in batches]
-
-
-def write_map(exp: "Experiment", path: str, chunk: list["Record"]) -> None:
-    lines = [f"{exp.job_dir(r['job_name'])}\t{r['attempt']}\t{r['mode']}\n" for r in chunk]
-    with open(path, "w") as f:
-        f.writelines(lines)
-
-
-def read_map(path: str) -> list[tuple[str, int]]:
-    try:
-        with open(path) as f:
-            return [(p[0], int(p[1])) for p in (line.rstrip("\n").split("\t") for line in f) if len(p) >= 2]
-    except FileNotFoundError:
-        return []
 
 
 def _read(path: str) -> str:
