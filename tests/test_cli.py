@@ -25,3 +25,26 @@ def test_errors_print_a_message_and_a_traceback_only_with_debug(tmp_path):
     assert "Traceback" not in plain.stderr
     debug = subprocess.run(run + ["--debug"], capture_output=True, text=True)
     assert "Traceback" in debug.stderr
+
+
+def test_an_os_error_is_one_line_and_a_bare_bug_is_not_hidden(in_tmp, capsys, monkeypatch):
+    ps.submit("exit 0", "job_{i}", ps.ParamSpace(i=[1]), progress=False)
+    import param_search.api as api
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(api, "status", disk_full)
+    assert main(["status", "."]) == 1
+    assert capsys.readouterr().err.endswith("param-search: error: [Errno 28] No space left on device\n")
+
+    def bug(*args, **kwargs):
+        raise KeyError("params")
+
+    monkeypatch.setattr(api, "status", bug)
+    try:
+        main(["status", "."])
+    except KeyError:
+        pass   # a bug is a traceback, not a tidy one-line message that hides it
+    else:
+        raise AssertionError("a KeyError from a bug was swallowed")

@@ -9,7 +9,8 @@ point to Slurm or your own machine, come back later to check, resubmit and colle
 6
 """
 from .api import cancel, load, resubmit, status, submit, wait
-from .errors import (CommandError, ConflictError, ExperimentError, MetricsError, ParamSearchError,
+from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, MetricsError, OptionError,
+                     ParamSearchError,
                      ParamSpaceError, QueueError, TemplateError)
 from .metrics import metrics
 from .plot import plot
@@ -37,4 +38,5 @@ __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
     "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
+    "OptionError", "ColumnError",
 ]

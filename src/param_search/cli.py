@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ParamSearchError, TimeoutError, KeyError, ValueError) as exc:
+    except (ParamSearchError, TimeoutError, OSError) as exc:
         if args.debug:
             raise
         print(f"param-search: error: {exc}", file=sys.stderr)

@@ -13,6 +13,17 @@ class ParamSpaceError(ParamSearchError, ValueError):
     """A parameter space is malformed or used in a way it does not support."""
 
 
+class OptionError(ParamSearchError, ValueError):
+    """An argument or option has a value the function cannot use (the message says which)."""
+
+
+class ColumnError(ParamSearchError, KeyError):
+    """A table lacks a column the call names."""
+
+    def __str__(self) -> str:   # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
 class TemplateError(ParamSearchError, ValueError):
     """A job name or template cannot be rendered for some parameter setting."""
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import ColumnError
+
 
 def plot(metrics: pd.DataFrame, x: Sequence[str] | str, y: Sequence[str] | str,
          hue: str | None = None, ci: float = 0.95, height: float = 3.0, width: float = 4.0):
@@ -35,7 +37,7 @@ def _as_list(names: Sequence[str] | str) -> list[str]:
 def _check_columns(metrics: pd.DataFrame, names: list[str]) -> None:
     missing = [n for n in names if n not in metrics.columns]
     if missing:
-        raise KeyError(f"column {missing[0]!r} is not in the metrics table; "
+        raise ColumnError(f"column {missing[0]!r} is not in the metrics table; "
                        f"columns: {', '.join(map(str, metrics.columns))}")
 
 

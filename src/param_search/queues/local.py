@@ -14,6 +14,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from ..errors import OptionError
 from ..outcome import process_alive, read_start, read_status
 from ..states import (
     CANCELLED, FAILED, JobState, PENDING, RUNNING, SUBMITTING, state_from_exit_code,
@@ -56,7 +57,7 @@ class LocalQueue(Queue):
 
     def __init__(self, workers: int | None = None, detach: bool = False):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"workers must be a positive int, not {workers!r}")
+            raise OptionError(f"workers must be a positive int, not {workers!r}")
         self.workers = workers or os.cpu_count() or 1
         self.detach = detach
 
