@@ -14,7 +14,8 @@ import sys
 import time
 
 import param_search as ps
-from param_search.experiment import Experiment, new_record
+from param_search.experiment import Experiment
+from param_search.record import new_record
 from param_search.render import render_jobs
 
 from common import best_of, interleaved, report, scratch_dir, seconds

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import param_search as ps
-from param_search import store
+from param_search import index_file
 from param_search.experiment import Experiment
 
 SCRIPT = "echo run >> runs.txt\nexit {code}\n"
@@ -214,7 +214,7 @@ def test_two_controllers_at_once_run_every_job_once(tmp_path):
 
 
 def _index_records(path) -> list[dict]:
-    return store.to_records(store.read(str(path)))
+    return index_file.to_records(index_file.read(str(path)))
 
 
 @pytest.mark.parametrize("damage", ["missing", "cut short"])

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import param_search as ps
-from param_search import store
+from param_search import index_file
 
 
 def test_failing_job_never_stops_the_others(in_tmp):
@@ -111,7 +111,7 @@ def test_ctrl_c_terminates_running_jobs_and_records_them_cancelled(tmp_path):
     assert not any(_alive(pid) for pid in pids)
     assert not (tmp_path / "job_2" / "job.1.status").exists()   # never started
     assert jobs.iloc[0].stdout == "started\n"
-    assert len(store.read(str(tmp_path / ".param_search" / "index.arrow"))) == 4
+    assert len(index_file.read(str(tmp_path / ".param_search" / "index.arrow"))) == 4
     # a second run picks the cancelled jobs up again
     jobs = ps.submit("echo started; sleep 60", "job_{i}", ps.ParamSpace(i=range(4)), work_dir=tmp_path,
                      wait=False)

@@ -78,15 +78,20 @@ def test_queue_instances_store_their_constructor_arguments():
 
 
 def test_a_rebuilt_index_knows_each_batch_queue(in_tmp):
-    """Rebuilding from the job folders takes each job's queue and batch from the batch files,
-    instead of guessing the scheduler from the status file."""
+    """Rebuilding from the job folders takes each attempt's queue and batch from the batch
+    files, instead of guessing the scheduler from the status file."""
     jobs = ps.submit("true\n", "job_{i}", ps.ParamSpace(i=range(2)), workers=1, progress=False)
     exp = Experiment.open(".")
-    # a batch scheduler's chunk: its map file names the job's next attempt
+    first = exp.load_records()["job_0"]["batch"]
+    # a second attempt of job_1, sent to a batch scheduler but not started yet
     exp.save_batch("ps-x-0000000001", "torque", {"walltime": "0:05:00"})
-    with open(".param_search/batches/ps-x-0000000001.a0.map", "w") as f:
-        f.write(f"{jobs.job_dir[1]}\t2\tsource\n")
+    exp.save_members("ps-x-0000000001", [{**exp.load_records()["job_1"], "attempt": 2}])
     records = exp.rebuild()
-    assert records["job_0"]["attempt"] == 1 and records["job_0"]["batch"] is None   # no map
+    assert (records["job_0"]["attempt"], records["job_0"]["batch"], records["job_0"]["queue"]) == (1, first, "local")
+    assert records["job_0"]["state"] == "UNKNOWN"          # started: its status file tells the rest
     assert records["job_1"]["queue"] == "torque" and records["job_1"]["batch"] == "ps-x-0000000001"
     assert records["job_1"]["attempt"] == 2 and records["job_1"]["state"] == "SUBMITTING"
+    os.remove(".param_search/index.arrow")
+    with pytest.warns(UserWarning, match="rebuilt it"):
+        rebuilt = ps.load(".")
+    assert list(rebuilt.queue) == ["local", "torque"] and list(rebuilt.attempt) == [1, 2]

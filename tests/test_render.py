@@ -11,13 +11,14 @@ import param_search as ps
 from hypothesis import given
 from hypothesis import strategies as st
 
-from param_search.render import canonical_json, params_hash, render_jobs
+from param_search.identity import canonical_json, params_hash
+from param_search.render import render_jobs
 
 SCRIPT = "echo {a} {b}\n"
 
 
 def test_hash_is_stable_across_processes_and_hash_seeds():
-    code = "from param_search.render import params_hash; print(params_hash({'b': 1.5, 'a': 'x'}))"
+    code = "from param_search.identity import params_hash; print(params_hash({'b': 1.5, 'a': 'x'}))"
     digests = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import param_search as ps
-from param_search import store
+from param_search import index_file
 import test_seed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
@@ -221,7 +221,7 @@ def test_kill_9_during_submit_then_rerun_runs_every_job_exactly_once(tmp_path, m
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         index = work_dir / ".param_search" / "index.arrow"
-        landed += index.exists() and "SUBMITTING" in store.read(str(index)).column("state").to_pylist()
+        landed += index.exists() and "SUBMITTING" in index_file.read(str(index)).column("state").to_pylist()
         subprocess.run([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode], check=True,
                        stderr=subprocess.DEVNULL)
         jobs = _wait(ps.load(work_dir), timeout=300)

@@ -4,10 +4,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from param_search import store, tracking
+from param_search import index_file, refresh
 from param_search.errors import QueueError
 from param_search.queues import slurm
-from param_search.queues.batch import merge_info
+from param_search.lifecycle import apply, verdict_of
+from param_search.queues.batch import fresh
 
 DATA = pathlib.Path(__file__).parent / "data" / "slurm"
 
@@ -87,18 +88,18 @@ def _record(**kw):
 def test_answers_about_an_older_job_with_the_same_id_are_ignored():
     old = {"9": {"state": "FAILED", "submit": 1_700_000_000.0}}
     new = {"9": {"state": "FAILED", "submit": 1_800_000_010.0}}
-    assert slurm._fresh(old, [_record()]) == {}
-    assert slurm._fresh(new, [_record()]) == new
+    assert fresh(old, [_record()]) == {}
+    assert fresh(new, [_record()]) == new
 
 
 def test_the_jobs_own_exit_code_wins_except_for_scheduler_verdicts():
     finished = _record(state="FAILED", exit_code=143)
-    merge_info(finished, {"state": "FAILED", "exit_code": 0})
+    apply(finished, verdict_of({"state": "FAILED", "exit_code": 0}))
     assert finished["state"] == "FAILED" and finished["exit_code"] == 143
-    merge_info(finished, {"state": "TIMEOUT", "exit_code": 0, "start": 1.0, "end": 2.0})
+    apply(finished, verdict_of({"state": "TIMEOUT", "exit_code": 0, "start": 1.0, "end": 2.0}))
     assert finished["state"] == "TIMEOUT" and finished["exit_code"] == 143
     pending = _record(state="PENDING")
-    merge_info(pending, {"state": "PENDING", "reason": "Priority"})
+    apply(pending, verdict_of({"state": "PENDING", "reason": "Priority"}))
     assert pending["reason"] == "Priority"
 
 
@@ -111,7 +112,7 @@ def test_directives_are_read_like_sbatch_and_own_options_dropped():
 
 def test_unknown_sbatch_option_keyword_lists_the_valid_ones():
     from param_search.errors import ParamSearchError
-    from param_search.queues.base import make_queue
+    from param_search.queues.registry import make_queue
 
     with pytest.raises(ParamSearchError, match="unknown option 'memory'.*partition, time, mem"):
         make_queue("slurm", memory="4G")
@@ -129,7 +130,7 @@ def _index(*rows):
                 "started": started[0] if started else None, "ended": None, "node": node,
                 "reason": None, "error": None, "stdout": None, "stderr": None}
                for i, (job_id, state, submitted, node, *started) in enumerate(rows)]
-    return store.from_records(records, "/w")
+    return index_file.from_records(records, "/w")
 
 
 def test_a_snapshot_confirms_only_unchanged_states_of_fresh_jobs():
@@ -147,11 +148,11 @@ def test_a_snapshot_confirms_only_unchanged_states_of_fresh_jobs():
                    ("13", "PENDING", submitted, None),        # not listed
                    ("10_2", "RUNNING", submitted, None))      # start time unknown: poll reads it
     mine = np.ones(7, dtype=bool)
-    index, confirmed, changed = tracking._confirm(index, mine, snapshot)
+    index, confirmed, changed = refresh._confirm(index, mine, snapshot)
     assert list(confirmed) == [True, True, False, False, True, False, False] and changed
     assert index.column("reason").to_pylist() == ["JobHeldUser"] + [None] * 6
     assert index.column("node").to_pylist() == [None, "n1", None, None, "n7", None, None]
-    _, _, again = tracking._confirm(index, mine, snapshot)
+    _, _, again = refresh._confirm(index, mine, snapshot)
     assert not again   # nothing new the second time: the index is not rewritten
 
 

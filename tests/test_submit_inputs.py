@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import param_search as ps
-from param_search.render import params_hash
+from param_search.identity import params_hash
 
 SCRIPT = "echo {x} > out\n"
 

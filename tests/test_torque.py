@@ -46,8 +46,7 @@ def test_job_ids_in_both_forms():
     assert torque.split_id("179.host") == ("179", None, ".host")
     assert torque.id_key("8391_2") == torque.id_key("8391[2]") == ("8391", 2)
     assert torque.split_id("local-17") is None
-    records = [{"job_id": "1098[0].h"}, {"job_id": "1098[3].h"}, {"job_id": "8391[1]"}, {"job_id": "8392"}]
-    assert torque.query_ids(records) == ["1098[].h", "8391", "8392"]
+    assert torque.query_ids(["1098[0].h", "1098[3].h", "8391[1]", "8392"]) == ["1098[].h", "8391", "8392"]
 
 
 def test_qstat_full_of_the_wrapper_pending_and_running():

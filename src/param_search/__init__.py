@@ -24,19 +24,17 @@ __version__ = "0.2.0"
 
 def __getattr__(name: str):
     """Scheduler backends load on first use, keeping ``import param_search`` fast."""
-    if name == "SlurmQueue":
-        from .queues.slurm import SlurmQueue
+    from .queues.registry import queue_class
 
-        return SlurmQueue
-    if name == "TorqueQueue":
-        from .queues.torque import TorqueQueue
-
-        return TorqueQueue
+    backends = {"SlurmQueue": "slurm", "TorqueQueue": "torque", "SGEQueue": "sge"}
+    if name in backends:
+        return queue_class(backends[name])
     raise AttributeError(f"module 'param_search' has no attribute {name!r}")
+
 
 __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
-    "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "JobState", "ParamSearchError", "ParamSpaceError",
+    "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "SGEQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
     "OptionError", "ColumnError",
 ]

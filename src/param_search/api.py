@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import ConflictError, ParamSearchError
-from .experiment import Experiment, Record, conflict_message, new_record, script_digest
-from .queues.base import Queue, make_queue, queue_for
-from .queues.local import LocalQueue, LocalRunner, owner_alive
+from .experiment import Experiment, conflict_message
+from .record import Record, new_record, script_digest
+from .attempts import finalize
+from .lifecycle import Handed, Refused, apply
+from .queues.base import Queue
+from .queues.registry import DEFAULT, make_queue, queue_for
 from .render import RenderedJob, render_jobs
 from .space import as_points
 from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
 )
 from .table import frame, jobs_table, work_dir_of
-from .tracking import latest_batch, reconcile, refresh, refresh_index
+from .refresh import latest_batch, reconcile, refresh, refresh_index
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +37,7 @@ def submit(
     template: str,
     name: str,
     param_space: Iterable,
-    use: "str | Queue" = "local",
+    use: "str | Queue" = DEFAULT,
     work_dir: "str | os.PathLike" = ".",
     *,
     wait: bool | None = None,
@@ -68,8 +71,7 @@ def submit(
         _print_plan({k: [] for k in _PLAN_KINDS}, queue)
         return _empty_table(Experiment(work_dir), param_space)
     exp = Experiment.create(work_dir)
-    with exp.lock():
-        records = exp.load_records()
+    with exp.transaction() as records:
         known = [records[j.job_name] for j in jobs if j.job_name in records]
         reconcile(exp, known)
         refresh(exp, known)
@@ -78,11 +80,10 @@ def submit(
         _setup(exp, records, plan)
         send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"]
         _send(exp, queue, records, send)
-    if wait if wait is not None else isinstance(queue, LocalQueue):
+    if wait if wait is not None else queue.waits_by_default:
         return _wait_for(exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
                          workers=getattr(queue, "workers", None))
-    if isinstance(queue, LocalQueue) and queue.detach and send:
-        queue.start_runner(exp)
+    queue.after_submit(exp, [records[j.job_name] for j in send])
     return jobs_table(exp, [records[j.job_name] for j in jobs])
 
 
@@ -155,26 +156,22 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
     the outcome after. Records the queue refused are restored as they were."""
     batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}"
     sending = [records[j.job_name] for j in jobs]
-    if sending:
-        exp.install_wrapper()
-        exp.save_batch(batch, queue.name, queue.settings, overrides)
+    if not sending:
+        return
+    exp.install_wrapper()
     before = {r["job_name"]: dict(r) for r in sending}
     now = time.time()
     for record in sending:
-        record.update(state=SUBMITTING, attempt=record["attempt"] + 1,
-                      queue=queue.name, batch=batch, job_id=None, owner=None, submitted=now,
-                      exit_code=None, signal=None, started=None, ended=None, node=None,
-                      error=None, stdout=None, stderr=None, reason=None)
+        apply(record, Handed(queue.name, batch, now))
+    exp.save_batch(batch, queue.name, queue.settings, overrides)
+    exp.save_members(batch, sending)
     exp.save_records(records)
-    if not sending:
-        return
     try:
         scripts = [j.script for j in jobs] if all(j.script for j in jobs) else None
         queue.submit(exp, sending, scripts)
     finally:
         for record in sending:
-            if record["state"] == SUBMITTING:   # refused: never sent
-                record.update(before[record["job_name"]])
+            apply(record, Refused(before[record["job_name"]]))   # taken only if never sent
         exp.save_records(records)
 
 
@@ -234,14 +231,12 @@ def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.n
     return found.to_numpy()
 
 
-def _load_fresh(exp: Experiment, names: list[str] | None) -> tuple[dict[str, Record], list[Record], bool]:
-    """Under the lock: the index, the chosen records reconciled and refreshed, and whether
-    anything changed."""
-    records = exp.load_records()
+def _fresh_choice(exp: Experiment, records: dict[str, Record], names: list[str] | None) -> list[Record]:
+    """The chosen records, reconciled and refreshed in place."""
     chosen = _select(records, names)
-    stuck = reconcile(exp, chosen)
-    changed = refresh(exp, chosen)
-    return records, chosen, bool(stuck or changed)
+    reconcile(exp, chosen)
+    refresh(exp, chosen)
+    return chosen
 
 
 def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] | None = None,
@@ -292,28 +287,18 @@ def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
 
 def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
                deadline: float | None) -> pd.DataFrame:
-    """The refreshed table, after running here any local jobs that no process runs."""
+    """The refreshed table, after each queue did in this process what its unfinished jobs
+    need (the local queue runs those no runner owns)."""
     table = status(exp.work_dir if names is None else _names_frame(exp, names))
-    unfinished_local = table["queue"].eq("local") & ~table["job_state"].isin(FINAL_STATES)
-    if unfinished_local.any() and _run_local(exp, names, workers, progress, deadline):
+    unfinished = table.loc[~table["job_state"].isin(FINAL_STATES), ["queue", "batch", "job_name"]]
+    drove = False
+    for name, group in unfinished.groupby("queue", dropna=False, sort=False):
+        queue = queue_for(exp, None if pd.isna(name) else name, group["batch"].dropna().max() or None)
+        drove |= queue.drive(exp, None if names is None else group["job_name"].tolist(), progress,
+                             deadline, workers)
+    if drove:
         table = status(_names_frame(exp, table["job_name"].tolist()))
     return table
-
-
-def _run_local(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
-               deadline: float | None = None) -> bool:
-    """Run the local jobs among ``names`` whose owner is gone; False if there were none."""
-    records = exp.load_records()
-    chosen = _select(records, names)
-    orphans = [r for r in chosen if r["queue"] == "local" and r["state"] in ACTIVE_STATES
-               and not owner_alive(r["owner"])]
-    if not orphans:
-        return False
-    if workers is None:
-        workers = queue_for(exp, "local", latest_batch(orphans)).workers
-    LocalRunner(exp, workers, progress).run(
-        None if names is None else set(names), deadline)
-    return True
 
 
 def _wait_bar(total: int, enabled: bool):
@@ -347,18 +332,17 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
         raise ParamSearchError(f"cannot resubmit jobs in state {bad[0]}: only final states "
                                f"({', '.join(sorted(FINAL_STATES))}) can be resubmitted")
     exp, names = _open(jobs)
-    with exp.lock():
-        records, chosen, _ = _load_fresh(exp, names)
+    with exp.transaction() as records:
+        chosen = _fresh_choice(exp, records, names)
         send = [r for r in chosen if r["state"] in states
                 and (max_attempts is None or r["attempt"] < max_attempts)]
         groups = _queues_again(exp, send, use, queue_options)
         print(f"param_search: resubmitting {len(send)} of {len(chosen)} jobs", file=sys.stderr)
         for queue, group in groups:
             _send(exp, queue, records, [_as_job(r) for r in group], overrides=queue_options)
-        exp.save_records(records)
     chosen_names = [r["job_name"] for r in chosen]
-    local = any(isinstance(queue, LocalQueue) for queue, _ in groups)
-    if groups and (wait if wait is not None else local):
+    waits = any(queue.waits_by_default for queue, _ in groups)
+    if groups and (wait if wait is not None else waits):
         return _wait_for(exp.work_dir, names=chosen_names, progress=progress)
     return jobs_table(exp, [records[n] for n in chosen_names])
 
@@ -371,7 +355,7 @@ def _queues_again(exp: Experiment, records: list[Record], use: "str | Queue | No
         return [(make_queue(use, **overrides), records)] if records else []
     groups: dict[str, tuple[Queue, list[Record]]] = {}
     for record in records:
-        name = str(use or record["queue"] or "local")
+        name = str(use or record["queue"] or DEFAULT)
         stored = exp.batch_settings(record["batch"]) if record["batch"] else None
         settings = stored["settings"] if stored and stored.get("queue") == name else {}
         settings = {**settings, **overrides}
@@ -389,16 +373,14 @@ def _as_job(record: Record) -> RenderedJob:
 def cancel(jobs: JobsLike) -> pd.DataFrame:
     """Cancel the pending and running jobs among ``jobs`` (a table, rows of it, or a work_dir)."""
     exp, names = _open(jobs)
-    with exp.lock():
-        records, chosen, _ = _load_fresh(exp, names)
+    with exp.transaction() as records:
+        chosen = _fresh_choice(exp, records, names)
         active = [r for r in chosen if r["state"] in ACTIVE_STATES]
         for name in {r["queue"] for r in active}:
             group = [r for r in active if r["queue"] == name]
-            queue_for(exp, name or "local", latest_batch(group)).cancel(exp, group)
+            queue_for(exp, name, latest_batch(group)).cancel(exp, group)
         refresh(exp, active)
         for record in active:
             if record["state"] in FINAL_STATES and record["error"] is None:
-                from .tracking import finalize
                 finalize(exp, record)
-        exp.save_records(records)
     return jobs_table(exp, chosen)

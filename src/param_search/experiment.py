@@ -11,7 +11,7 @@ Layout::
       <job_name>/job.sh               the rendered script
       <job_name>/job.<N>.{status,out,err}   attempt N, written by the wrapper
 
-Why one file replaced by rename (its columnar format is described in store.py): ``os.replace`` is atomic on local filesystems and on NFS and
+Why one file replaced by rename (its columnar format is described in index_file.py): ``os.replace`` is atomic on local filesystems and on NFS and
 Lustre (the server renames), so a reader on any node sees the old or the new index, never a
 mix; a crash mid-write leaves a stray temp file and the old index. Writers serialize on a
 ``fcntl.lockf`` lock, which NFSv3 (lockd) and NFSv4 honour across clients and Lustre honours
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -33,39 +32,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ExperimentError
-from .render import STATE_DIR_NAME, RenderedJob, params_hash
-from .states import NEW, SUBMITTING, UNKNOWN
+from . import index_file
+from .files import atomic_write, token, write_file, write_json
+from .identity import params_hash
+from .record import Record, new_record, script_digest
+from .render import STATE_DIR_NAME, RenderedJob
+from .lifecycle import Recovered, apply
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 INDEX_VERSION = 2
-Record = dict[str, Any]
-
-
-def new_record(job: RenderedJob) -> Record:
-    """The index record of a job just set up and never submitted."""
-    return {
-        "job_name": job.job_name, "hash": job.hash, "params": job.params,
-        "script_hash": script_digest(job.script), "mode": script_mode(job.script),
-        "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None,
-        "state": NEW, "exit_code": None, "signal": None,
-        "submitted": None, "started": None, "ended": None, "node": None, "reason": None,
-        "error": None, "stdout": None, "stderr": None,
-    }
-
-
-def script_digest(script: str) -> str:
-    return hashlib.sha256(script.encode()).hexdigest()[:16]
-
-
-def script_mode(script: str) -> str:
-    """How the wrapper runs a script: ``exec`` by its own #! unless that is a shell."""
-    if not script.startswith("#!"):
-        return "source"
-    interpreter = script[2:].split("\n", 1)[0].strip()
-    shells = ("/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "/usr/bin/env bash", "/usr/bin/env sh")
-    return "source" if interpreter.split(" -")[0].strip() in shells else "exec"
 
 
 class Experiment:
@@ -88,10 +65,10 @@ class Experiment:
         exp = cls(work_dir)
         if not os.path.isdir(exp.state_dir):
             os.makedirs(exp.work_dir, exist_ok=True)
-            tmp = f"{exp.state_dir}.tmp-{_token(4)}"
+            tmp = f"{exp.state_dir}.tmp-{token(4)}"
             os.makedirs(os.path.join(tmp, "batches"))
-            _write_json(os.path.join(tmp, "experiment.json"),
-                        {"version": INDEX_VERSION, "token": _token(4), "created": time.time()})
+            write_json(os.path.join(tmp, "experiment.json"),
+                        {"version": INDEX_VERSION, "token": token(4), "created": time.time()})
             with contextlib.suppress(FileExistsError, OSError):
                 os.rename(tmp, exp.state_dir)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -201,55 +178,54 @@ class Experiment:
     # -- the index ---------------------------------------------------------------------
     def load_records(self) -> dict[str, Record]:
         """All job records by name, from the index, rebuilt from job folders if it is lost."""
-        from . import store
-
-        return {r["job_name"]: r for r in store.to_records(self.load_index())}
+        return {r["job_name"]: r for r in index_file.to_records(self.load_index())}
 
     def load_index(self) -> "pa.Table":
-        """The index as an Arrow table (see store.py), rebuilt from job folders if it is lost."""
-        from . import store
-
+        """The index as an Arrow table (see index_file.py), rebuilt from job folders if it is lost."""
         try:
-            return store.read(self.index_path)
+            return index_file.read(self.index_path)
         except FileNotFoundError:
             if os.path.exists(self.legacy_index_path):
                 return self._migrate_legacy_index()
-            return store.from_records(list(self._rebuild_if_jobs("is missing").values()), self.work_dir)
+            return index_file.from_records(list(self._rebuild_if_jobs("is missing").values()), self.work_dir)
         except ValueError as exc:   # not a whole index file (an OSError is no verdict on it)
-            return store.from_records(list(self._rebuild_if_jobs(f"is unreadable ({exc})").values()),
+            return index_file.from_records(list(self._rebuild_if_jobs(f"is unreadable ({exc})").values()),
                                      self.work_dir)
 
     def _migrate_legacy_index(self) -> "pa.Table":
         """Convert the JSON index of param_search 0.2 (``index.json``) to the Arrow one."""
-        from . import store
-
         with self.lock():
             with open(self.legacy_index_path, "rb") as f:
-                records = store._loads(f.read())["jobs"]
-            index = store.from_records(records, self.work_dir)
+                records = index_file.loads(f.read())["jobs"]
+            index = index_file.from_records(records, self.work_dir)
             self.save_index(index)
             os.replace(self.legacy_index_path, self.legacy_index_path + ".migrated")
         return index
 
     def save_records(self, records: dict[str, Record]) -> None:
         """Atomically replace the index with ``records``."""
-        from . import store
-
-        self.save_index(store.from_records(list(records.values()), self.work_dir))
+        self.save_index(index_file.from_records(list(records.values()), self.work_dir))
 
     def save_index(self, index: "pa.Table") -> None:
-        """Atomically replace the index with an index table (see store.py)."""
-        from . import store
+        """Atomically replace the index with an index table (see index_file.py)."""
+        index_file.write(self.index_path, index)
 
-        store.write(self.index_path, index)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict[str, Record]]:
+        """Lock, load every record (by name), let the caller change them, save them.
+
+        An exception inside leaves the index as the caller last saved it (nothing more).
+        """
+        with self.lock():
+            records = self.load_records()
+            yield records
+            self.save_records(records)
 
     def update(self, changed: list[Record]) -> dict[str, Record]:
         """Write ``changed`` records into the index under the lock; return the new index."""
-        with self.lock():
-            records = self.load_records()
+        with self.transaction() as records:
             for record in changed:
                 records[record["job_name"]] = record
-            self.save_records(records)
         return records
 
     def _rebuild_if_jobs(self, why: str) -> dict[str, Record]:
@@ -266,42 +242,43 @@ class Experiment:
 
     def rebuild(self) -> dict[str, Record]:
         """Records derived from the job folders (``params.json`` + wrapper files) and the
-        batches' map and settings files.
+        batches' member and settings files.
 
         Folders whose ``params.json`` is missing or cut short were never completely set up
-        (the next ``ps.submit`` writes them again) and are left out. An attempt that a map
-        file lists but that has not started is SUBMITTING: the next refresh asks its queue
-        for the chunk by name (and sends it again if the queue never got it).
+        (the next ``ps.submit`` writes them again) and are left out. An attempt that a batch
+        lists but that has not started is SUBMITTING: the next refresh asks its queue whether
+        it holds it (and it is sent again if the queue never got it).
         """
         records = {}
         for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
             if entry.is_dir() and not entry.name.startswith(".") and _is_complete(entry.path):
                 records[entry.name] = self.record_from_dir(entry.name)
-        for (job_name, attempt), (batch, sent) in self._mapped_attempts().items():
+        for (job_name, attempt), (batch, sent) in sorted(self._batch_members().items()):
             record = records.get(job_name)
-            if record is None or attempt < record["attempt"]:
-                continue
-            stored = self.batch_settings(batch) or {}
-            if stored.get("queue") is None:
-                continue   # an older version's batch: its queue is unknown
-            record.update(batch=batch, queue=stored["queue"])
-            if attempt > record["attempt"]:
-                record.update(attempt=attempt, state=SUBMITTING, submitted=sent)
+            if record is not None and attempt >= record["attempt"]:
+                queue = (self.batch_settings(batch) or {}).get("queue")
+                apply(record, Recovered(attempt, queue, batch, sent, started=attempt == record["attempt"]))
         return records
 
-    def _mapped_attempts(self) -> dict[tuple[str, int], tuple[str, float]]:
-        """(job name, attempt) -> (batch, when its map was written), the latest per job."""
+    def save_members(self, batch: str, records: list[Record]) -> None:
+        """List which attempt of which job a batch sends (``<batch>.jobs``), before it goes
+        out, so that a rebuilt index knows every attempt's batch and queue."""
+        lines = "".join(f"{r['job_name']}\t{r['attempt']}\n" for r in records)
+        write_file(os.path.join(self.state_dir, "batches", f"{batch}.jobs"), lines)
+
+    def _batch_members(self) -> dict[tuple[str, int], tuple[str, float]]:
+        """(job name, attempt) -> (its batch, when that batch was written)."""
         found: dict[tuple[str, int], tuple[str, float]] = {}
-        folder = os.path.join(self.state_dir, "batches")
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = list(os.scandir(os.path.join(self.state_dir, "batches")))
         except FileNotFoundError:
             return found
         for entry in entries:
-            if entry.name.endswith(".map"):
-                batch = entry.name[:-4].rsplit(".", 1)[0]
-                for job_dir, attempt in read_map(entry.path):
-                    found[(os.path.basename(job_dir), attempt)] = (batch, entry.stat().st_mtime)
+            if entry.name.endswith(".jobs"):
+                with open(entry.path) as f:
+                    rows = [line.rstrip("\n").split("\t") for line in f]
+                sent = entry.stat().st_mtime
+                found.update({(name, int(n)): (entry.name[:-5], sent) for name, n in rows if n.isdigit()})
         return found
 
     def record_from_dir(self, job_name: str) -> Record:
@@ -320,7 +297,7 @@ class Experiment:
         attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
                     if n.startswith("job.") and n.endswith(".status") and n.split(".")[1].isdigit()]
         if attempts:
-            record.update(attempt=max(attempts), state=UNKNOWN)
+            apply(record, Recovered(max(attempts), None, None, None, started=True))
         return record
 
     # -- job folders -------------------------------------------------------------------
@@ -343,8 +320,8 @@ class Experiment:
                     f"{job_dir!r} exists and is not a job folder of this experiment; move it away, "
                     "or use a work_dir or job name format that does not collide with it"
                 ) from None
-        _write(f"{job_dir}/job.sh", job.script, mode=0o755)
-        _write(f"{job_dir}/params.json", job.params_json())
+        write_file(f"{job_dir}/job.sh", job.script, mode=0o755)
+        write_file(f"{job_dir}/params.json", job.params_json())
 
     def replace_job(self, job: RenderedJob) -> None:
         """Overwrite an existing job's params.json and script (``replace=True``)."""
@@ -390,32 +367,3 @@ def _is_complete(job_dir: str) -> bool:
         return True
     except (FileNotFoundError, ValueError):
         return False
-
-
-def _token(nbytes: int) -> str:
-    return os.urandom(nbytes).hex()
-
-
-def _write(path: str, text: str | bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        data = text.encode() if isinstance(text, str) else text
-        while data:
-            data = data[os.write(fd, data):]
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, text: "str | bytes | memoryview", mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``: temp file, fsync, rename (readers see old or new)."""
-    tmp = f"{path}.tmp-{os.getpid()}-{_token(3)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, data: Any) -> None:
-    _write(path, json.dumps(data, indent=1))

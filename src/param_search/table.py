@@ -1,6 +1,6 @@
 """The jobs table: one pandas row per job, params as columns.
 
-Built column by column from the Arrow index (store.py) without going through Python
+Built column by column from the Arrow index (index_file.py) without going through Python
 objects: strings stay in Arrow buffers (pandas' ``str`` dtype), numbers become numpy.
 """
 from __future__ import annotations
@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import store
+from . import index_file
 from .errors import ExperimentError
-from .experiment import Experiment, Record
-from .outcome import read_tail
+from .experiment import Experiment
+from .record import Record
+from .attempts import read_tail
 from .states import RUNNING
 
 #: Columns after the params, in order.
 JOB_COLUMNS = (
     "job_name", "job_dir", "job_id", "job_state", "exit_code", "runtime", "error",
-    "stdout", "stderr", "attempt", "queue", "node", "reason", "hash", "submitted", "started", "ended",
+    "stdout", "stderr", "attempt", "queue", "batch", "node", "reason", "hash", "submitted", "started", "ended",
 )
 _FROM_FIELD = {"job_state": "state"}
 _TIMES = ("submitted", "started", "ended")
@@ -30,15 +31,15 @@ _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
 def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
     """Build the jobs table of ``records`` (in the order given)."""
-    return frame(exp, store.from_records(list(records), exp.work_dir))
+    return frame(exp, index_file.from_records(list(records), exp.work_dir))
 
 
 def frame(exp: Experiment, index: pa.Table) -> pd.DataFrame:
-    """The jobs table of an index table (see store.py), rows in the index's order."""
+    """The jobs table of an index table (see index_file.py), rows in the index's order."""
     columns: dict[str, object] = {}
     for field in index.schema:
-        if field.name.startswith(store.PARAM_PREFIX):
-            name = field.name[len(store.PARAM_PREFIX):]
+        if field.name.startswith(index_file.PARAM_PREFIX):
+            name = field.name[len(index_file.PARAM_PREFIX):]
             if name not in JOB_COLUMNS:
                 columns[name] = _param_values(field, index.column(field.name))
     running = _running_rows(index)
@@ -65,7 +66,7 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
     import pyarrow.compute as pc
 
     if name == "job_dir":
-        return _strings(store.job_dirs(index, exp.work_dir))
+        return _strings(index_file.job_dirs(index, exp.work_dir))
     if name == "runtime":
         return _seconds_between(index.column("started"), index.column("ended"))
     if name in ("stdout", "stderr"):
@@ -84,7 +85,7 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
 
 def _param_values(field: pa.Field, column: pa.ChunkedArray):
     if field.metadata and field.metadata.get(b"json") == b"1":
-        return _objects([None if text is None else store._loads(text) for text in column.to_pylist()])
+        return _objects([None if text is None else index_file.loads(text) for text in column.to_pylist()])
     if pa.types.is_large_string(column.type):
         return _strings(column)
     if pa.types.is_null(column.type):
@@ -101,7 +102,7 @@ def _writable(array: np.ndarray) -> np.ndarray:
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     """A numeric or time column as a writable numpy array, without a copy when it has no
-    nulls and its memory is writable (see store.read)."""
+    nulls and its memory is writable (see index_file.read)."""
     array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     kind = array.type.to_pandas_dtype()
     if array.null_count or not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)

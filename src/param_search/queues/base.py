@@ -5,20 +5,22 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import OptionError, ParamSearchError
+from ..errors import OptionError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..experiment import Experiment, Record
+    from ..experiment import Experiment
+    from ..record import Record
 
 
 class Queue(ABC):
     """A place jobs run. Subclasses set ``name`` and implement the four methods.
 
-    Records are the experiment index's dicts; methods update them in place. The wrapper's
-    files in each job folder are read by the caller first, so a queue only reports what
-    the scheduler knows (pending reasons, ids, and verdicts such as TIMEOUT).
+    Records are the experiment index's dicts; a queue reports what it learns as lifecycle
+    events (``lifecycle.apply``), never by writing a state itself. The wrapper's files in each
+    job folder are read by the caller first, so a queue only reports what the scheduler
+    knows (pending reasons, ids, and verdicts such as TIMEOUT).
     """
 
     name: ClassVar[str]
@@ -62,6 +64,19 @@ class Queue(ABC):
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         """Cancel pending and running records."""
 
+    #: Whether ``ps.submit``/``ps.resubmit`` wait for the jobs unless told (True where the
+    #: jobs run in the submitting process).
+    waits_by_default: ClassVar[bool] = False
+
+    def after_submit(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Called once a submission is recorded, when the caller does not wait for it."""
+
+    def drive(self, exp: "Experiment", names: "list[str] | None", progress: bool = True,
+              deadline: float | None = None, workers: int | None = None) -> bool:
+        """Do in this process what the jobs among ``names`` need to progress (a scheduler's
+        jobs need nothing: return False; the local queue runs the jobs no runner owns)."""
+        return False
+
     def snapshot(self, job_ids: "pa.Array") -> "pa.Table | None":
         """Optional fast path: the scheduler's view of these jobs (an Arrow string array of
         their ids) in one batched query.
@@ -73,41 +88,3 @@ class Queue(ABC):
         table instead of asking again. ``None`` (the default): no fast path.
         """
         return None
-
-
-
-def make_queue(use: "str | Queue", **options: Any) -> Queue:
-    """The queue for ``use`` ('local', 'slurm', ... or a Queue instance)."""
-    from . import local, slurm, torque
-
-    if isinstance(use, Queue):
-        if options:
-            raise ParamSearchError(
-                f"options {sorted(options)} were given with a {type(use).__name__} instance; "
-                "pass them to its constructor instead"
-            )
-        return use
-    classes = {"local": local.LocalQueue, "slurm": slurm.SlurmQueue, "torque": torque.TorqueQueue,
-               "pbs": torque.TorqueQueue}
-    try:
-        cls = classes[str(use).lower()]
-    except KeyError:
-        raise ParamSearchError(
-            f"unknown queue {use!r}; use one of {', '.join(sorted(classes))} or a Queue instance"
-        ) from None
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise OptionError(
-            f"unknown option {unknown[0]!r} for use={use!r}; valid options: {', '.join(valid)}"
-        )
-    return cls(**options)
-
-
-def queue_for(exp: "Experiment", name: str, batch: str | None = None) -> Queue:
-    """The queue that ``batch`` was submitted to, rebuilt from the settings stored with it
-    (a queue of that name with default settings if the batch stored none)."""
-    stored = exp.batch_settings(batch) if batch else None
-    if stored is not None and stored.get("queue") == name:
-        return make_queue(name, **stored.get("settings", {}))
-    return make_queue(name)

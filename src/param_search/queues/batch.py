@@ -1,10 +1,18 @@
-"""What the batch schedulers (Slurm, Torque/PBS) share: chunked array submission through
-map files, retried submit commands, finding a dead controller's chunks again by name.
+"""What every batch scheduler shares; each scheduler is a small dialect on top of it.
+
+A dialect (slurm.py, torque.py, sge.py) provides argv builders and pure parsers of its
+scheduler's text: how to submit one chunk and read the id it prints, how to ask about jobs
+(``status_argv`` / ``parse_status``) and about ended ones (``accounting_argv`` /
+``parse_accounting``), how to cancel, its native state map, directive prefix and array
+syntax. This base owns the rest: calling commands, chunking arrays within the site's limit,
+batching ids per call, retrying transient refusals, dropping answers about an older job
+with a reused id, and turning answers into lifecycle events.
 
 A chunk is what one submit command sends: an array (or with ``array=False`` a single job)
 named ``<batch>.a<k>`` (``.s<k>``), whose task i runs line i of the chunk's map file
-``.param_search/batches/<name>.map`` (``JOB_DIR<tab>ATTEMPT<tab>MODE``) through the
-experiment's wrapper. Map files are written before the submit command runs.
+``.param_search/batches/<name>.map`` through the experiment's wrapper. Map files are
+written before the submit command runs, so a controller that dies before recording the
+ids finds its chunks again by name (:meth:`BatchQueue.reconcile`).
 """
 from __future__ import annotations
 
@@ -13,23 +21,34 @@ import shlex
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..attempts import observe
 from ..errors import CommandError, OptionError, QueueError
 from ..experiment import read_map, write_map
+from ..lifecycle import Accepted, Cancelled, Vanished, apply, verdict_of
 from ..proc import call
-from ..states import FINAL_STATES, PENDING, SCHEDULER_VERDICTS, UNKNOWN
+from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING
 from .base import Queue
 
 if TYPE_CHECKING:
-    from ..experiment import Experiment, Record
+    import pyarrow as pa
+
+    from ..experiment import Experiment
+    from ..record import Record
 
 #: Ids per scheduler call, so that no command line grows without bound.
 IDS_PER_CALL = 1000
+#: An answer about a job submitted this long before our submission is about an older job
+#: that had the same id (ids restart after a scheduler reset); clocks may differ a little.
+STALE_SLACK = 120.0
+#: A dialect's pseudo-state: the scheduler says the job ended but not how (the job's own
+#: status file decides).
+ENDED = "ENDED"
 
 
 class BatchQueue(Queue):
-    """A scheduler driven by a submit command; subclasses supply the scheduler's dialect."""
+    """A scheduler driven by commands; subclasses supply the scheduler's dialect."""
 
     #: The script directive prefix, e.g. ``#SBATCH``.
     directive: ClassVar[str]
@@ -37,6 +56,11 @@ class BatchQueue(Queue):
     submit_command: ClassVar[str]
     #: Lower-case fragments of the submit command's transient refusals.
     transient: ClassVar[tuple[str, ...]]
+    #: Lower-case fragments of a cancel command's complaint about jobs already gone.
+    gone: ClassVar[tuple[str, ...]] = ()
+    #: Whether the status command also lists ended jobs with their outcome (then it is asked
+    #: about final records too, and there is no separate accounting call).
+    status_lists_ended: ClassVar[bool] = False
 
     def __init__(self, options: list[str], array: bool, max_running: int | None,
                  max_array_size: int | None, submit_timeout: float):
@@ -45,7 +69,7 @@ class BatchQueue(Queue):
         self.options, self.array, self.max_running = options, array, max_running
         self._max_array_size, self.submit_timeout = max_array_size, submit_timeout
 
-    # -- what subclasses provide -------------------------------------------------------
+    # -- the dialect -------------------------------------------------------------------
     @abstractmethod
     def own_options(self, options: list[str]) -> list[str]:
         """``options`` without those param_search sets itself (name, logs, array)."""
@@ -55,17 +79,97 @@ class BatchQueue(Queue):
         """Ask the scheduler how many tasks one array may hold."""
 
     @abstractmethod
-    def submit_chunk(self, exp: "Experiment", name: str, map_path: str, size: int,
-                     directives: list[str]) -> str:
-        """Submit one chunk; return the scheduler's job (array) id."""
+    def submit_argv(self, exp: "Experiment", name: str, map_path: str, size: int,
+                    directives: list[str]) -> list[str]:
+        """The command submitting one chunk of ``size`` tasks (an array if ``self.array``)."""
+
+    @abstractmethod
+    def parse_submit(self, text: str) -> str:
+        """The job (array) id the submit command printed."""
 
     @abstractmethod
     def task_id(self, job_id: str, index: int) -> str:
-        """The id of task ``index`` of array ``job_id``."""
+        """The id of task ``index`` (0-based map line) of array ``job_id``."""
+
+    @abstractmethod
+    def status_argv(self, ids: list[str]) -> list[str]:
+        """The command asking about these jobs (as given by :meth:`query_ids`)."""
+
+    @abstractmethod
+    def parse_status(self, text: str) -> dict[str, dict[str, Any]]:
+        """{job id: info} from the status command's output (see ``lifecycle.verdict_of`` for
+        the info keys, plus ``submit``: the scheduler's submit time, for stale answers)."""
+
+    def accounting_argv(self, ids: list[str]) -> list[str] | None:
+        """The command asking accounting about ended jobs (None: the scheduler has none)."""
+        return None
+
+    def parse_accounting(self, text: str) -> dict[str, dict[str, Any]]:
+        return {}
+
+    @abstractmethod
+    def cancel_argv(self, ids: list[str]) -> list[str]:
+        """The command cancelling these jobs."""
 
     @abstractmethod
     def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
         """Chunk name -> job id, for the chunks among ``names`` the scheduler knows."""
+
+    def query_ids(self, job_ids: list[str]) -> list[str]:
+        """The ids to name in a status or accounting call (default: each array once)."""
+        return sorted({i.split("_")[0].split(".")[0] for i in job_ids})
+
+    def key(self, job_id: str) -> Any:
+        """A job id as the parsers' dict keys spell it (default: unchanged)."""
+        return job_id
+
+    def cancel_ids(self, exp: "Experiment", records: list["Record"]) -> list[str]:
+        return [r["job_id"] for r in records if r["job_id"]]
+
+    def vanished(self, record: "Record", accounted: dict) -> bool:
+        """Whether a record that neither status nor accounting lists left no trace because
+        it was cancelled while pending (default: never concluded)."""
+        return False
+
+    # -- calling -----------------------------------------------------------------------
+    def run_submit(self, argv: list[str]) -> str:
+        """Run the submit command, retrying transient refusals for ``submit_timeout`` s."""
+        deadline, delay = time.monotonic() + self.submit_timeout, 0.5
+        while True:
+            try:
+                return call(argv)
+            except CommandError as exc:
+                said = f"{exc.stderr}\n{exc.stdout}".strip()   # some wrappers report on stdout
+                if not any(t in said.lower() for t in self.transient) or time.monotonic() + delay > deadline:
+                    raise QueueError(f"{self.submit_command} refused the jobs: {said or exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def status_text(self, ids: list[str]) -> str:
+        """The status command's output for ``ids`` (one call per IDS_PER_CALL ids); a call
+        refused only because every id in it has left the scheduler answers nothing."""
+        out = []
+        for part in chunks(ids):
+            try:
+                out.append(call(self.status_argv(part)))
+            except CommandError as exc:
+                if not self.only_gone(exc):
+                    raise
+        return "\n".join(out)
+
+    def accounting(self, records: list["Record"]) -> dict[str, dict] | None:
+        """Accounting of the records' jobs; None if there is no usable answer (accounting
+        off or unreachable: an empty answer is never read as failure)."""
+        ids = self.query_ids([r["job_id"] for r in records])
+        if self.accounting_argv(ids) is None:
+            return None
+        out: dict[str, dict] = {}
+        for part in chunks(ids):
+            try:
+                out.update(self.parse_accounting(call(self.accounting_argv(part))))
+            except (CommandError, QueueError):
+                return None
+        return out or None
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, exp: "Experiment", records: list["Record"], scripts: Sequence[str] | None = None) -> None:
@@ -88,12 +192,16 @@ class BatchQueue(Queue):
         comment.
         """
         options: list[str] = []
-        for line in script.splitlines()[1 if script.startswith("#!") else 0:]:
+        for number, line in enumerate(script.splitlines()[1 if script.startswith("#!") else 0:], 1):
             stripped = line.strip()
             if stripped and not stripped.startswith("#"):
                 break
             if stripped.startswith(self.directive):
-                options += shlex.split(stripped[len(self.directive):], comments=True)
+                try:
+                    options += shlex.split(stripped[len(self.directive):], comments=True)
+                except ValueError as exc:
+                    raise OptionError(f"the job script's directive line {stripped!r} cannot be "
+                                      f"read ({exc}); balance its quotes") from None
         return self.own_options(options)
 
     def max_array_size(self) -> int:
@@ -106,22 +214,9 @@ class BatchQueue(Queue):
         name = f"{chunk[0]['batch']}.{'a' if self.array else 's'}{k}"
         map_path = os.path.join(exp.state_dir, "batches", f"{name}.map")
         write_map(map_path, [(exp.job_dir(r["job_name"]), r["attempt"], r["mode"]) for r in chunk])
-        job_id = self.submit_chunk(exp, name, map_path, len(chunk), directives)
+        job_id = self.parse_submit(self.run_submit(self.submit_argv(exp, name, map_path, len(chunk), directives)))
         for i, record in enumerate(chunk):
-            record.update(job_id=self.task_id(job_id, i) if self.array else job_id, state=PENDING)
-
-    def run_submit(self, argv: list[str]) -> str:
-        """Run the submit command, retrying transient refusals for ``submit_timeout`` s."""
-        deadline, delay = time.monotonic() + self.submit_timeout, 0.5
-        while True:
-            try:
-                return call(argv)
-            except CommandError as exc:
-                said = f"{exc.stderr}\n{exc.stdout}".strip()   # some wrappers report on stdout
-                if not any(t in said.lower() for t in self.transient) or time.monotonic() + delay > deadline:
-                    raise QueueError(f"{self.submit_command} refused the jobs: {said or exc}") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            apply(record, Accepted(self.task_id(job_id, i) if self.array else job_id))
 
     # -- reconcile ---------------------------------------------------------------------
     def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
@@ -138,28 +233,90 @@ class BatchQueue(Queue):
             for i, (job_dir, attempt) in enumerate(read_map(path)):
                 record = by_key.get((os.path.basename(job_dir), attempt))
                 if record is not None:
-                    record.update(job_id=self.task_id(job_id, i) if is_array else job_id, state=PENDING)
+                    apply(record, Accepted(self.task_id(job_id, i) if is_array else job_id))
+
+    # -- poll --------------------------------------------------------------------------
+    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
+        """One status call for the jobs that may be queued (or its ``snapshot``), one
+        accounting call for the rest."""
+        with_id = [r for r in records if r["job_id"] and self.key(r["job_id"]) is not None]
+        asked = with_id if self.status_lists_ended else [r for r in with_id if r["state"] not in FINAL_STATES]
+        infos = fresh(self._status_infos(asked, snapshot), asked, self.key) if asked else {}
+        for record in asked:
+            info = infos.get(self.key(record["job_id"]))
+            if record["state"] == PENDING and (info is None or info["state"] != PENDING):
+                observe(exp, record)   # it left the queue: what did the job record?
+            if info is not None:
+                self._apply_info(exp, record, info)
+        rest = [r for r in with_id if self.key(r["job_id"]) not in infos or r["state"] in FINAL_STATES]
+        if not rest or self.status_lists_ended:
+            return
+        accounted = self.accounting(rest)
+        if accounted is None:
+            return
+        accounted = fresh(accounted, rest, self.key)
+        for record in rest:
+            info = accounted.get(self.key(record["job_id"]))
+            if info is not None:
+                self._apply_info(exp, record, info)
+            elif record["state"] not in FINAL_STATES and self.vanished(record, accounted):
+                apply(record, Vanished(CANCELLED, time.time(), "cancelled while pending"))
+
+    def _status_infos(self, records: list["Record"], snapshot: "pa.Table | None") -> dict:
+        if snapshot is not None:
+            return self.snapshot_infos(snapshot, [r["job_id"] for r in records])
+        return self.parse_status(self.status_text(self.query_ids([r["job_id"] for r in records])))
+
+    def snapshot_infos(self, snapshot: "pa.Table", job_ids: list[str]) -> dict:
+        """{job id: info} of a :meth:`snapshot` table (for dialects that provide one)."""
+        raise NotImplementedError
+
+    def _apply_info(self, exp: "Experiment", record: "Record", info: dict) -> None:
+        state = info["state"]
+        if state == ENDED:   # ended, but the scheduler does not say how: the job's files do
+            observe(exp, record)
+            if record["state"] in FINAL_STATES:
+                return
+            state = CANCELLED if record["started"] is None else FAILED
+        apply(record, verdict_of(info, state))
+
+    # -- cancel ------------------------------------------------------------------------
+    def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Cancel the records' jobs (batched calls) and record them cancelled."""
+        self.kill(self.cancel_ids(exp, records))
+        now = time.time()
+        for record in records:
+            apply(record, Cancelled(now))
+
+    def kill(self, ids: list[str]) -> None:
+        """Run the cancel command for ``ids`` (batched); jobs already gone are no error."""
+        for part in chunks(ids):
+            try:
+                call(self.cancel_argv(part))
+            except CommandError as exc:
+                if not self.only_gone(exc):
+                    said = (exc.stderr or exc.stdout).strip()
+                    raise QueueError(f"{exc.argv[0]} failed: {said or exc}") from exc
+
+    def only_gone(self, exc: CommandError) -> bool:
+        """Whether a failed command only complained about jobs that had already left."""
+        return only_gone(exc, self.gone)
 
 
-def merge_info(record: "Record", info: dict, state: str | None = None) -> None:
-    """Merge what the scheduler says of a job into its record.
+def fresh(infos: dict, records: list["Record"], key=lambda job_id: job_id) -> dict:
+    """Drop answers about an older job that had the same id (ids are reused after a reset)."""
+    oldest = min((r["submitted"] or 0 for r in records), default=0) - STALE_SLACK
+    if all(info.get("submit") is None or info["submit"] >= oldest for info in infos.values()):
+        return infos   # the common case: every answer is about a job submitted since
+    submitted = {key(r["job_id"]): r["submitted"] or 0 for r in records}
+    return {k: info for k, info in infos.items()
+            if info.get("submit") is None or info["submit"] >= submitted.get(k, 0) - STALE_SLACK}
 
-    The job's own exit code (from its status file) wins, except for the verdicts only the
-    scheduler can give (TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED).
-    """
-    state = state or info["state"]
-    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
-    if state == UNKNOWN or (has_exit and state not in SCHEDULER_VERDICTS):
-        return
-    record["state"] = state
-    record["reason"] = info.get("reason") if state == PENDING else None
-    record["node"] = info.get("node") or record["node"]
-    if state in FINAL_STATES:
-        if record["exit_code"] is None and info.get("exit_code") is not None:
-            record["exit_code"] = info["exit_code"]
-        record["signal"] = record["signal"] or info.get("signal")
-        record["started"] = record["started"] or info.get("start")
-        record["ended"] = record["ended"] or info.get("end")
+
+def only_gone(exc: CommandError, gone: tuple[str, ...]) -> bool:
+    """Whether a failed command only complained about jobs that had already left."""
+    lines = [ln for ln in f"{exc.stderr}\n{exc.stdout}".lower().splitlines() if ln.strip()]
+    return bool(lines) and all(any(g in ln for g in gone) for ln in lines)
 
 
 def chunk_names(exp: "Experiment", batches: list[str]) -> list[str]:

@@ -14,17 +14,17 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from ..attempts import finalize, observe, process_alive, read_start, read_status
 from ..errors import OptionError
-from ..outcome import process_alive, read_start, read_status
-from ..states import (
-    CANCELLED, FAILED, JobState, PENDING, RUNNING, SUBMITTING, state_from_exit_code,
-)
+from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply
+from ..states import ACTIVE_STATES, CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 from .base import Queue
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..experiment import Experiment, Record
+    from ..experiment import Experiment
+    from ..record import Record
 
 NO_RUNNER = "no local runner is running it: call ps.wait(jobs) or ps.submit(...) again"
 
@@ -54,6 +54,7 @@ class LocalQueue(Queue):
     """
 
     name = "local"
+    waits_by_default = True
 
     def __init__(self, workers: int | None = None, detach: bool = False):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -74,26 +75,55 @@ class LocalQueue(Queue):
 
     def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
         for record in records:
-            record.update(state=PENDING, owner=None, job_id=None, reason=NO_RUNNER)
+            record["owner"] = None
+            apply(record, Accepted(None, NO_RUNNER))
 
     def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
         self.submit(exp, [r for r in records if read_start(exp.attempt_path(r, "status")) is None])
 
     def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
         for record in records:
+            if record["state"] in (PENDING, SUBMITTING):
+                observe(exp, record)   # a runner that died may have started it
             if record["state"] == RUNNING:
                 _check_running(exp, record)
             elif record["state"] in (PENDING, SUBMITTING):
                 alive = owner_alive(record["owner"])
-                record["reason"] = "waiting for a free worker" if alive else NO_RUNNER
+                apply(record, Waiting("waiting for a free worker" if alive else NO_RUNNER))
 
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
         for record in records:
             started = read_start(exp.attempt_path(record, "status"))
             if started and started.pid and process_alive(started.pid, started.ticks, started.host):
                 _kill_group(started.pid, signal.SIGTERM)
-            record.update(state=CANCELLED, signal="TERM" if started else None,
-                          ended=time.time())
+            apply(record, Cancelled(time.time(), "TERM" if started else None))
+
+    def after_submit(self, exp: "Experiment", records: list["Record"]) -> None:
+        """With ``detach=True``, a background process of their own runs the jobs."""
+        if self.detach and records:
+            self.start_runner(exp)
+
+    def drive(self, exp: "Experiment", names: list[str] | None, progress: bool = True,
+              deadline: float | None = None, workers: int | None = None) -> bool:
+        """Run here the jobs among ``names`` that no live runner owns (``workers`` at a time,
+        default this queue's); False if there were none."""
+        records = exp.load_records()
+        chosen = records.values() if names is None else [records[n] for n in names if n in records]
+        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
+                   for r in chosen):
+            return False
+        LocalRunner(exp, workers or self.workers, progress).run(None if names is None else set(names), deadline)
+        return True
+
+    def refresh_records(self, exp: "Experiment", records: list["Record"]) -> None:
+        """Bring the local records up to date: their attempt files, then their processes."""
+        active = [r for r in records if r["state"] in ACTIVE_STATES]
+        for record in active:
+            observe(exp, record)
+        self.poll(exp, active)
+        for record in active:
+            if record["state"] in FINAL_STATES:
+                finalize(exp, record)
 
 
 def _check_running(exp: "Experiment", record: "Record") -> None:
@@ -103,8 +133,8 @@ def _check_running(exp: "Experiment", record: "Record") -> None:
     record["job_id"] = str(started.pid)
     if process_alive(started.pid, started.ticks, started.host) is False:
         if read_status(exp.attempt_path(record, "status"))[1] is None:
-            record.update(state=FAILED, ended=time.time(),
-                          stderr="the job's process ended without recording an exit code (killed?)")
+            apply(record, Vanished(FAILED, time.time(),
+                                   "the job's process ended without recording an exit code (killed?)"))
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -174,19 +204,16 @@ class LocalRunner:
 
     def claim(self, names: set[str] | None) -> tuple[list["Record"], list["Record"]]:
         """Take ownership of pending local jobs nobody runs; find running orphans."""
-        from ..tracking import refresh
-
-        with self.exp.lock():
-            records = self.exp.load_records()
-            local = [r for r in records.values() if r["queue"] == "local"
+        with self.exp.transaction() as records:
+            local = [r for r in records.values() if r["queue"] == LocalQueue.name
                      and (names is None or r["job_name"] in names)]
-            refresh(self.exp, local)
+            LocalQueue().refresh_records(self.exp, local)
             todo = [r for r in local if r["state"] == PENDING
                     and not owner_alive(r["owner"])]
             for record in todo:
-                record.update(owner=self.me, reason="waiting for a free worker")
+                record["owner"] = self.me
+                apply(record, Waiting("waiting for a free worker"))
             running = [r for r in local if r["state"] == RUNNING]
-            self.exp.save_records(records)
         return todo, running
 
     def run(self, names: set[str] | None = None, deadline: float | None = None) -> None:
@@ -246,7 +273,8 @@ class LocalRunner:
     def _launch(self, worker: _Worker, record: "Record") -> None:
         job_dir = self.exp.job_dir(record["job_name"])
         worker.give(f"{job_dir}\t{record['attempt']}\t{record['mode']}\n", record)
-        record.update(state=RUNNING, reason=None, owner=self.me)
+        record["owner"] = self.me
+        apply(record, Started())
         self.dirty.append(record)
 
     def _give_back(self, queue: list["Record"]) -> None:
@@ -259,7 +287,8 @@ class LocalRunner:
                     queue.append(record)
             worker.assigned = []
         for record in queue:
-            record.update(owner=None, reason=NO_RUNNER, state=PENDING)
+            record["owner"] = None
+            apply(record, Requeued(NO_RUNNER))
         self.dirty += queue
 
     def _watch_orphan(self, record: "Record") -> None:
@@ -312,19 +341,16 @@ class LocalRunner:
             time.sleep(0.01)   # the claimant has not written its pid yet
         return False
 
-    def _settle(self, record: "Record", verdict: JobState = JobState.FAILED,
-                exit_code: int | None = None) -> None:
+    def _settle(self, record: "Record", verdict: str = FAILED, exit_code: int | None = None) -> None:
         """Finalize an ended job from its exit file; without one, from the process's exit
         status (e.g. the script replaced the wrapper's EXIT trap) or else ``verdict``."""
-        from ..tracking import apply_wrapper_files, finalize
-
-        apply_wrapper_files(self.exp, record)
+        observe(self.exp, record)
         if record["state"] in (RUNNING, PENDING):
             if exit_code is not None:
-                record.update(state=state_from_exit_code(exit_code).value, exit_code=exit_code)
+                apply(record, Exited(exit_code, time.time()))
             else:
-                record.update(state=verdict.value)
-            record["ended"] = time.time()
+                apply(record, Vanished(verdict, time.time(), "cancelled" if verdict == CANCELLED
+                                       else "the job's process ended without recording an exit code"))
         finalize(self.exp, record)
 
     def _sync(self, queue: list["Record"]) -> list["Record"]:
@@ -357,7 +383,7 @@ class LocalRunner:
             _kill_group(pid, signal.SIGKILL)
         for record in todo:
             if record["state"] in (PENDING, RUNNING):
-                self._settle(record, verdict=JobState.CANCELLED)
+                self._settle(record, verdict=CANCELLED)
                 self.dirty.append(record)
 
 

@@ -1,9 +1,7 @@
-"""Slurm: job arrays within MaxArraySize, one squeue + one sacct per refresh, scancel.
+"""Slurm's dialect: job arrays within MaxArraySize, one squeue + one sacct per refresh, scancel.
 
-Every sbatch call submits one chunk: an array whose task i runs line i of the chunk's map
-file (``JOB_DIR ATTEMPT MODE``) through the experiment's wrapper, in the job's folder.
-The chunk is named ``<batch>.<k>`` so a controller that died before recording the ids
-finds its jobs again by name. ``#SBATCH`` directives in the rendered scripts are applied
+Every sbatch call submits one chunk (see batch.py): an array whose task i runs line i of
+the chunk's map file through the experiment's wrapper, in the job's folder. ``#SBATCH`` directives in the rendered scripts are applied
 to the chunk, except job name, output, error and array, which param_search sets itself
 (stdout and stderr go to ``job.<attempt>.out/err`` in the job's folder).
 """
@@ -12,20 +10,20 @@ from __future__ import annotations
 import functools
 import io
 import re
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..errors import CommandError, QueueError
+from ..errors import QueueError
 from ..proc import call
-from ..states import CANCELLED, FINAL_STATES, PENDING, UNKNOWN
-from .batch import BatchQueue, chunks, lines, merge_info
+from ..states import UNKNOWN
+from .batch import BatchQueue, chunks, lines
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..experiment import Experiment, Record
+    from ..experiment import Experiment
+    from ..record import Record
 
 #: Slurm's state names mapped to ours.
 NATIVE_STATES = {
@@ -40,6 +38,7 @@ NATIVE_STATES = {
 }
 SQUEUE_FORMAT = "%i|%T|%r|%N|%V"
 SACCT_FIELDS = "JobID,JobIDRaw,JobName,State,ExitCode,Elapsed,NodeList,Submit,Start,End"
+SACCT = ("sacct", "--parsable2", "--noheader")
 TRANSIENT = ("socket timed out", "temporarily unable to accept", "resource temporarily unavailable",
              "unable to contact slurm controller", "connection refused", "slurm_persist_conn")
 #: sbatch options param_search sets itself; the same options found in scripts are dropped.
@@ -63,6 +62,7 @@ class SlurmQueue(BatchQueue):
     directive = "#SBATCH"
     submit_command = "sbatch"
     transient = TRANSIENT
+    gone = ("invalid job id", "already completing or completed")
 
     def __init__(self, partition: str | None = None, time: str | None = None,
                  mem: str | None = None, cpus_per_task: int | None = None, gres: str | None = None,
@@ -74,24 +74,54 @@ class SlurmQueue(BatchQueue):
         options = [f"--{k}={v}" for k, v in named.items() if v is not None] + list(extra_args)
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
-    # -- submit ------------------------------------------------------------------------
     def own_options(self, options: list[str]) -> list[str]:
         return _drop_own_options(options)
 
     def discover_max_array_size(self) -> int:
         return parse_max_array_size(call(["scontrol", "show", "config"]))
 
-    def submit_chunk(self, exp: "Experiment", name: str, map_path: str, size: int,
-                     directives: list[str]) -> str:
+    def submit_argv(self, exp: "Experiment", name: str, map_path: str, size: int,
+                    directives: list[str]) -> list[str]:
         argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={exp.work_dir}",
                 f"--output={exp.state_dir}/batches/{name}_%a.log", *directives, *self.options]
         if self.array:
             throttle = f"%{self.max_running}" if self.max_running else ""
             argv.append(f"--array=0-{size - 1}{throttle}")
-        return parse_sbatch(self.run_submit([*argv, exp.wrapper, f"@{map_path}"]))
+        return [*argv, exp.wrapper, f"@{map_path}"]
+
+    def parse_submit(self, text: str) -> str:
+        return parse_sbatch(text)
 
     def task_id(self, job_id: str, index: int) -> str:
         return f"{job_id}_{index}"
+
+    def status_argv(self, ids: list[str]) -> list[str]:
+        return ["squeue", "--noheader", "--array", "--states=all", f"--format={SQUEUE_FORMAT}",
+                f"--jobs={','.join(ids)}"]
+
+    def parse_status(self, text: str) -> dict[str, dict]:
+        return parse_squeue(text)
+
+    def accounting_argv(self, ids: list[str]) -> list[str]:
+        return [*SACCT, "-X", f"--format={SACCT_FIELDS}", f"--jobs={','.join(ids)}"]
+
+    def parse_accounting(self, text: str) -> dict[str, dict]:
+        return parse_sacct(text)
+
+    def cancel_argv(self, ids: list[str]) -> list[str]:
+        return ["scancel", *ids]
+
+    def snapshot(self, job_ids: "pa.Array") -> "pa.Table":
+        """One squeue call (per 1,000 arrays) for these jobs, parsed column-wise."""
+        return parse_squeue_table(self.status_text(array_ids(job_ids)))
+
+    def snapshot_infos(self, snapshot: "pa.Table", job_ids: list[str]) -> dict[str, dict]:
+        return snapshot_infos(snapshot, job_ids)
+
+    def vanished(self, record: "Record", accounted: dict) -> bool:
+        """A pending array task cancelled with scancel leaves squeue and sacct without a trace."""
+        return (record["started"] is None and "_" in record["job_id"]
+                and record["job_id"].split("_")[0] in {i.split("_")[0] for i in accounted})
 
     def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -100,80 +130,11 @@ class SlurmQueue(BatchQueue):
             for line in lines(call(["squeue", "--noheader", f"--name={','.join(part)}", "--format=%F|%j"])):
                 array_id, name = line.split("|", 1)
                 found[name] = array_id
-            for line in lines(_sacct(["-X", f"--name={','.join(part)}", f"--starttime={start}",
-                                      "--format=JobIDRaw,JobName,JobID"])):
+            for line in lines(call([*SACCT, "-X", f"--name={','.join(part)}", f"--starttime={start}",
+                                    "--format=JobIDRaw,JobName,JobID"])):
                 _raw, name, job_id = line.split("|")[:3]
                 found.setdefault(name, job_id.split("_")[0])
         return found
-
-    # -- poll / cancel -----------------------------------------------------------------
-    def snapshot(self, job_ids: "pa.Array") -> "pa.Table":
-        """One squeue call (per 1,000 arrays) for these jobs, parsed column-wise."""
-        return parse_squeue_table(self._squeue_text(array_ids(job_ids)))
-
-    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
-        """One squeue call for jobs that may be queued (or its ``snapshot``), one sacct call
-        for the rest."""
-        from ..tracking import apply_wrapper_files
-
-        with_id = [r for r in records if r["job_id"]]
-        queued = [r for r in with_id if r["state"] not in FINAL_STATES]
-        if snapshot is None:
-            snapshot = self.snapshot(_id_array([r["job_id"] for r in queued])) if queued else None
-        seen = _fresh(snapshot_infos(snapshot, [r["job_id"] for r in queued]) if queued else {}, queued)
-        for record in queued:
-            info = seen.get(record["job_id"])
-            if record["state"] == PENDING and (info is None or info["state"] != "PENDING"):
-                apply_wrapper_files(exp, record)   # it left the queue: what did the job record?
-            if info is not None and record["state"] not in FINAL_STATES:
-                merge_info(record, info)
-        rest = [r for r in with_id if r["job_id"] not in seen or r["state"] in FINAL_STATES]
-        if not rest:
-            return
-        accounted = self._sacct(rest)
-        if accounted is None:
-            return   # accounting off or unreachable: an empty answer is never read as failure
-        accounted = _fresh(accounted, rest)
-        known_arrays = {job_id.split("_")[0] for job_id in accounted}
-        for record in rest:
-            info = accounted.get(record["job_id"])
-            if info is not None:
-                merge_info(record, info)
-            elif _vanished_while_pending(record, known_arrays):
-                record.update(state=CANCELLED, reason=None)
-
-    def _squeue_text(self, ids: list[str]) -> str:
-        out: list[str] = []
-        for part in chunks(ids):
-            try:
-                text = call(["squeue", "--noheader", "--array", "--states=all",
-                             f"--format={SQUEUE_FORMAT}", f"--jobs={','.join(part)}"])
-            except CommandError as exc:
-                if "invalid job id" not in exc.stderr.lower():
-                    raise
-                text = ""   # every id in this call has left squeue: sacct will tell
-            out.append(text)
-        return "\n".join(out)
-
-    def _sacct(self, records: list["Record"]) -> dict[str, dict] | None:
-        """Accounting of the records' jobs, or None if sacct gave no usable answer."""
-        ids = sorted({r["job_id"].split("_")[0] for r in records})
-        out: dict[str, dict] = {}
-        for part in chunks(ids):
-            try:
-                text = _sacct(["-X", f"--format={SACCT_FIELDS}", f"--jobs={','.join(part)}"])
-            except (CommandError, QueueError):
-                return None
-            out.update(parse_sacct(text))
-        return out or None
-
-    def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
-        ids = [r["job_id"] for r in records if r["job_id"]]
-        for part in chunks(ids):
-            call(["scancel", *part])
-        now = time.time()
-        for record in records:
-            record.update(state=CANCELLED, ended=record["ended"] or now)
 
 
 # -- pure helpers: argv pieces and parsers of Slurm's text -----------------------------
@@ -329,22 +290,6 @@ def expand_array_id(job_id: str) -> list[str]:
     return [f"{base}_{t}" for t in tasks]
 
 
-def _fresh(infos: dict[str, dict], records: list["Record"]) -> dict[str, dict]:
-    """Drop answers about an older job that had the same id (ids are reused after a reset)."""
-    oldest = min((r["submitted"] or 0 for r in records), default=0) - 120
-    if all(info["submit"] is None or info["submit"] >= oldest for info in infos.values()):
-        return infos   # the common case: every answer is about a job submitted since
-    submitted = {r["job_id"]: r["submitted"] or 0 for r in records}
-    return {job_id: info for job_id, info in infos.items()
-            if info["submit"] is None or info["submit"] >= submitted.get(job_id, 0) - 120}
-
-
-def _vanished_while_pending(record: "Record", known_arrays: set[str]) -> bool:
-    """A pending array task cancelled with scancel leaves squeue and sacct without a trace."""
-    return (record["started"] is None and "_" in record["job_id"]
-            and record["job_id"].split("_")[0] in known_arrays and record["state"] not in FINAL_STATES)
-
-
 @functools.lru_cache(maxsize=4096)
 def _epoch(text: str) -> float | None:
     if not text or text in ("Unknown", "None", "N/A"):
@@ -355,5 +300,3 @@ def _epoch(text: str) -> float | None:
         return None
 
 
-def _sacct(args: list[str]) -> str:
-    return call(["sacct", "--parsable2", "--noheader", *args])

@@ -32,17 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError, QueueError
 from ..proc import call
-from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING
-from .batch import BatchQueue, chunks, merge_info
+from ..states import FINAL_STATES
+from .batch import ENDED, BatchQueue, chunks
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from ..experiment import Experiment, Record
 
 #: Torque's job_state letters mapped to ours; C (completed) is decided by exit_status.
 NATIVE_STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "T": "PENDING", "S": "PENDING",
-                 "R": "RUNNING", "E": "RUNNING", "B": "RUNNING", "C": "ENDED", "F": "ENDED"}
+                 "R": "RUNNING", "E": "RUNNING", "B": "RUNNING", "C": ENDED, "F": ENDED}
 #: Torque's own (negative) exit codes: -10 memory, -11 walltime, -12 CPU time limit;
 #: the rest (-1 .. -9, -13, -14) mean the job could not be started or set up.
 TORQUE_EXIT_STATES = {-10: "OUT_OF_MEMORY", -11: "TIMEOUT", -12: "TIMEOUT"}
@@ -77,6 +75,8 @@ class TorqueQueue(BatchQueue):
     directive = "#PBS"
     submit_command = "qsub"
     transient = TRANSIENT
+    gone = ("unknown job", "already", "invalid job id", "invalid state")
+    status_lists_ended = True
 
     def __init__(self, queue: str | None = None, walltime: str | None = None, mem: str | None = None,
                  nodes: int | None = None, ppn: int | None = None, account: str | None = None,
@@ -85,7 +85,6 @@ class TorqueQueue(BatchQueue):
         options = queue_options(queue, walltime, mem, nodes, ppn, account) + list(extra_args)
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
-    # -- submit ------------------------------------------------------------------------
     def own_options(self, options: list[str]) -> list[str]:
         return drop_own_options(options)
 
@@ -96,57 +95,50 @@ class TorqueQueue(BatchQueue):
         except CommandError:
             return DEFAULT_MAX_ARRAY_SIZE
 
-    def submit_chunk(self, exp: "Experiment", name: str, map_path: str, size: int,
-                     directives: list[str]) -> str:
+    def submit_argv(self, exp: "Experiment", name: str, map_path: str, size: int,
+                    directives: list[str]) -> list[str]:
+        """qsub takes no script arguments: a driver script next to the map file names it."""
         base = map_path[: -len(".map")]
         write_driver(f"{base}.sh", exp.wrapper, map_path)
         array = array_spec(size, self.max_running) if self.array else None
-        argv = qsub_argv(name, f"{base}.log", exp.work_dir, f"{base}.sh", directives + self.options, array)
-        return parse_qsub(self.run_submit(argv))
+        return qsub_argv(name, f"{base}.log", exp.work_dir, f"{base}.sh", directives + self.options, array)
+
+    def parse_submit(self, text: str) -> str:
+        return parse_qsub(text)
 
     def task_id(self, job_id: str, index: int) -> str:
         return task_id(job_id, index)
 
-    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
-        return chunks_in_qstat(qstat_full([]), names)
+    def key(self, job_id: str) -> tuple[str, int | None] | None:
+        return id_key(job_id)
 
-    # -- poll --------------------------------------------------------------------------
-    def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
-        """One ``qstat -f`` call (per 1,000 arrays) for all records.
+    def query_ids(self, job_ids: list[str]) -> list[str]:
+        return query_ids(job_ids)
+
+    def status_argv(self, ids: list[str]) -> list[str]:
+        return ["qstat", "-f", "-1", *ids]
+
+    def status_text(self, ids: list[str]) -> str:
+        """``qstat -f -1 [-t]``: pending and running jobs, and ended ones Torque still keeps.
 
         A PENDING record whose job qstat no longer calls pending (or does not list: Slurm's
-        wrapper never lists array tasks by index) gets its wrapper files read, as refresh
-        skips them for pending jobs; jobs qstat does not list otherwise keep their state.
+        wrapper never lists array tasks by index) gets its wrapper files read; jobs qstat
+        does not list otherwise keep their state.
         """
-        from ..tracking import apply_wrapper_files
+        return qstat_full(ids)
 
-        with_id = [r for r in records if r["job_id"] and split_id(r["job_id"])]
-        if not with_id:
-            return
-        infos = parse_qstat_full(qstat_full(query_ids(with_id)))
-        for record in with_id:
-            info = infos.get(id_key(record["job_id"]))
-            if info is not None and not _is_fresh(info, record):
-                info = None
-            if record["state"] == PENDING and (info is None or info["state"] != PENDING):
-                apply_wrapper_files(exp, record)   # it may have left the queue: what did it record?
-            if info is not None:
-                apply_info(exp, record, info)
+    def parse_status(self, text: str) -> dict:
+        return parse_qstat_full(text)
 
-    # -- cancel ------------------------------------------------------------------------
-    def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
-        """qdel the records' jobs (batched); mark them CANCELLED."""
+    def cancel_argv(self, ids: list[str]) -> list[str]:
+        return ["qdel", *ids]
+
+    def cancel_ids(self, exp: "Experiment", records: list["Record"]) -> list[str]:
         bare = any(_wrapper_task(r["job_id"]) for r in records if r["job_id"])
-        ids = qdel_ids(records, exp.load_records().values() if bare else ())
-        for part in chunks(ids):
-            try:
-                call(["qdel", *part])
-            except CommandError as exc:
-                if not _only_gone(exc):
-                    raise QueueError(f"qdel failed: {(exc.stderr or exc.stdout).strip() or exc}") from exc
-        now = time.time()
-        for record in records:
-            record.update(state=CANCELLED, ended=record["ended"] or now)
+        return qdel_ids(records, exp.load_records().values() if bare else ())
+
+    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
+        return chunks_in_qstat(qstat_full([]), names)
 
 
 # -- argv pieces -------------------------------------------------------------------------
@@ -259,11 +251,11 @@ def id_key(job_id: str) -> tuple[str, int | None] | None:
     return None if parts is None else parts[:2]
 
 
-def query_ids(records: Iterable["Record"]) -> list[str]:
+def query_ids(job_ids: Iterable[str]) -> list[str]:
     """The ids to ask qstat about: each array once (``123[].srv`` / ``123``), other jobs as such."""
     ids = set()
-    for record in records:
-        number, index, suffix = split_id(record["job_id"])
+    for job_id in job_ids:
+        number, index, suffix = split_id(job_id)
         ids.add(f"{number}[]{suffix}" if index is not None and suffix else f"{number}{suffix}")
     return sorted(ids)
 
@@ -301,14 +293,6 @@ def _wrapper_task(job_id: str) -> bool:
     """An array task id without a server suffix (``123[4]``): from Slurm's wrapper."""
     parts = split_id(job_id)
     return parts is not None and parts[1] is not None and not parts[2]
-
-
-def _only_gone(exc: CommandError) -> bool:
-    """qdel failed only because jobs had already left (Torque: 'Unknown Job Id')."""
-    said = f"{exc.stderr}\n{exc.stdout}".strip().lower()
-    lines = [ln for ln in said.splitlines() if ln.strip()]
-    gone = ("unknown job", "already", "invalid job id", "invalid state")
-    return all(any(g in ln for g in gone) for ln in lines)
 
 
 # -- parsers of Torque's text ----------------------------------------------------------
@@ -364,7 +348,7 @@ def job_info(block: dict[str, str]) -> dict[str, Any]:
     state = NATIVE_STATES.get(native, "UNKNOWN")
     code = _int(block.get("exit_status"))
     exit_code, sig = None, None
-    if state == "ENDED" and code is not None:
+    if state == ENDED and code is not None:
         state, exit_code, sig = exit_status_state(code)
     host = block.get("exec_host", "")
     return {"state": state, "native": native, "name": block.get("Job_Name"),
@@ -441,38 +425,6 @@ def _qstat(argv: list[str]) -> str:
         return call(argv)
     except CommandError as exc:
         return exc.stdout
-
-
-def _is_fresh(info: dict[str, Any], record: "Record") -> bool:
-    """False for an older job that had the same id (ids restart after a server reset)."""
-    return info["submit"] is None or info["submit"] >= (record["submitted"] or 0) - 120
-
-
-def apply_info(exp: "Experiment", record: "Record", info: dict[str, Any]) -> None:
-    """Merge what qstat says into a record; the job's own exit file wins except for verdicts."""
-    state = info["state"]
-    if state == "UNKNOWN":
-        return
-    if state == "ENDED":   # completed without exit_status (e.g. Slurm's wrapper)
-        state = _ended_state(exp, record)
-        if state is None:
-            return
-    merge_info(record, info, state)
-
-
-def _ended_state(exp: "Experiment", record: "Record") -> str | None:
-    """The state of a job qstat shows completed without an exit status.
-
-    The wrapper's files are read again (the job may have ended since they were read): an
-    exit line decides (None: nothing to add). Otherwise the job never started (CANCELLED)
-    or was killed before its wrapper could record an exit (FAILED).
-    """
-    from ..tracking import apply_wrapper_files
-
-    apply_wrapper_files(exp, record)
-    if record["state"] in FINAL_STATES:
-        return None
-    return CANCELLED if record["started"] is None else FAILED
 
 
 def _int(text: str | None) -> int | None:

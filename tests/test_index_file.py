@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import param_search as ps
-from param_search import store
+from param_search import index_file
 from param_search.experiment import Experiment
 from param_search.table import frame
 
@@ -37,8 +37,8 @@ RECORDS = [
 
 def test_records_survive_the_round_trip(tmp_path):
     path = str(tmp_path / "index.arrow")
-    store.write(path, store.from_records(RECORDS, str(tmp_path)))
-    back = store.to_records(store.read(path))
+    index_file.write(path, index_file.from_records(RECORDS, str(tmp_path)))
+    back = index_file.to_records(index_file.read(path))
     assert [r["params"] for r in back] == [
         {"lr": 0.1, "layers": [64, 64], "opt": "adam", "flag": True, "seed": 1, "mixed": 1},
         {"lr": 1, "layers": [32], "opt": "sgd", "flag": None, "mixed": "x", "extra": None},
@@ -54,7 +54,7 @@ def test_records_survive_the_round_trip(tmp_path):
 
 def test_table_columns_and_types(tmp_path):
     exp = Experiment.create(tmp_path)
-    table = frame(exp, store.from_records(RECORDS, exp.work_dir))
+    table = frame(exp, index_file.from_records(RECORDS, exp.work_dir))
     assert list(table.columns[:7]) == ["lr", "layers", "opt", "flag", "seed", "mixed", "extra"]
     assert table.lr.dtype == np.float64 and list(table.lr) == [0.1, 1.0, 0.5]
     assert list(table.layers[:2]) == [[64, 64], [32]] and table.layers[2] is None
@@ -73,7 +73,7 @@ def test_running_jobs_show_their_live_logs(tmp_path):
     exp = Experiment.create(tmp_path)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "job.1.out").write_text("epoch 1\n")
-    table = frame(exp, store.from_records(RECORDS, exp.work_dir))
+    table = frame(exp, index_file.from_records(RECORDS, exp.work_dir))
     assert table.stdout[1] == "epoch 1\n"
 
 
@@ -96,7 +96,7 @@ def test_a_file_of_another_kind_is_unreadable(tmp_path):
     path = tmp_path / "index.arrow"
     path.write_bytes(b"ARROW1\x00\x00garbage")
     with pytest.raises(ValueError, match="not an Arrow file"):
-        store.read(str(path))
+        index_file.read(str(path))
 
 
 def test_the_table_can_be_edited(tmp_path):
@@ -113,7 +113,7 @@ def test_network_filesystems_are_read_not_mapped(tmp_path, monkeypatch):
     ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(3)), work_dir=tmp_path)
     mapped_calls = []
 
-    class Spy:   # store's mmap module, recording each mapping it makes
+    class Spy:   # index_file's mmap module, recording each mapping it makes
         ACCESS_COPY = mmap.ACCESS_COPY
 
         @staticmethod
@@ -121,17 +121,17 @@ def test_network_filesystems_are_read_not_mapped(tmp_path, monkeypatch):
             mapped_calls.append(args)
             return mmap.mmap(*args, **kwargs)
 
-    monkeypatch.setattr(store, "mmap", Spy)
+    monkeypatch.setattr(index_file, "mmap", Spy)
     mapped = ps.load(tmp_path)
     assert len(mapped_calls) == 1        # a local disk: the index is mapped (the spy sees it)
-    monkeypatch.setattr(store, "LOCAL_FILESYSTEMS", frozenset())
+    monkeypatch.setattr(index_file, "LOCAL_FILESYSTEMS", frozenset())
     read = ps.load(tmp_path)
     assert len(mapped_calls) == 1        # a network filesystem: read, not mapped
     pd.testing.assert_frame_equal(mapped, read)
 
 
 def test_the_filesystem_type_is_read_from_mountinfo(tmp_path):
-    kind = store.filesystem_type(os.stat(tmp_path).st_dev)
+    kind = index_file.filesystem_type(os.stat(tmp_path).st_dev)
     assert kind and " " not in kind
 
 
@@ -142,7 +142,7 @@ def test_a_read_error_is_raised_not_taken_for_a_lost_index(tmp_path, monkeypatch
     def stale(path):
         raise OSError(116, "Stale file handle")
 
-    monkeypatch.setattr(store, "read", stale)
+    monkeypatch.setattr(index_file, "read", stale)
     with pytest.raises(OSError, match="Stale"):
         ps.load(tmp_path)
     assert (tmp_path / ".param_search" / "index.arrow").read_bytes() == before
@@ -151,7 +151,7 @@ def test_a_read_error_is_raised_not_taken_for_a_lost_index(tmp_path, monkeypatch
 def test_an_index_of_version_0_2_is_migrated(tmp_path):
     jobs = ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path)
     state = tmp_path / ".param_search"
-    records = store.to_records(store.read(str(state / "index.arrow")))
+    records = index_file.to_records(index_file.read(str(state / "index.arrow")))
     records[0].update(job_id="4242_0", queue="local")
     (state / "index.json").write_text(json.dumps({"version": 1, "jobs": records}))
     (state / "index.arrow").unlink()

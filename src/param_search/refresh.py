@@ -1,60 +1,22 @@
-"""Refreshing job records: wrapper files first, then one batched question per queue."""
+"""The refresh engine: job records brought up to date from their attempt files first, then
+one batched question per queue (its scheduler's answer applied through the lifecycle)."""
 from __future__ import annotations
 
-import itertools
 import operator
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from . import store
-from .experiment import Experiment, Record
-from .outcome import error_line, read_status, read_tail
-from .queues.base import queue_for
-from .states import (
-    ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, PENDING, RUNNING, SUBMITTING, JobState,
-    state_from_exit_code,
-)
+from . import index_file
+from .experiment import Experiment
+from .record import Record
+from .attempts import finalize, observe
+from .lifecycle import Unsent, apply
+from .queues.registry import queue_for
+from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
-
-_CANCEL_SIGNALS = ("TERM", "INT")
-
-
-def apply_wrapper_files(exp: Experiment, record: Record) -> None:
-    """Update an active record from the start and exit files of its current attempt."""
-    if record["attempt"] == 0:
-        return
-    started, ended = read_status(exp.attempt_path(record, "status"))
-    if record["started"] is None or ended is None:
-        if started is not None and started.started:
-            record["started"], record["node"] = started.started, started.host
-            if started.scheduler_id and not record["job_id"]:
-                record["job_id"] = started.scheduler_id
-            if record["queue"] is None and not started.scheduler_id:
-                record["queue"] = "local"   # no batch settings (an older version's job)
-            if ended is None:
-                record["state"] = RUNNING
-                record["reason"] = None
-    if ended is not None:
-        record["exit_code"], record["ended"], record["signal"] = ended.exit_code, ended.ended, ended.signal
-        record["state"] = (JobState.CANCELLED if ended.signal in _CANCEL_SIGNALS
-                           else state_from_exit_code(ended.exit_code)).value
-
-
-def finalize(exp: Experiment, record: Record) -> None:
-    """Read the log tails and error line of a record that just became final."""
-    if record["attempt"]:
-        record["stdout"] = read_tail(exp.attempt_path(record, "out"))
-        record["stderr"] = read_tail(exp.attempt_path(record, "err"))
-    record["error"] = error_line(record["state"], record["exit_code"], record["stderr"] or "",
-                                 record["signal"])
-    record["reason"] = None
-    if record["ended"] is None:
-        record["ended"] = time.time()
-
 
 def refresh(exp: Experiment, records: Iterable[Record],
             snapshots: "dict[str, pa.Table] | None" = None) -> list[Record]:
@@ -67,13 +29,11 @@ def refresh(exp: Experiment, records: Iterable[Record],
     active = [r for r in records if r["state"] in ACTIVE_STATES]
     before = [_signature(r) for r in active]
     for record in active:
-        if record["state"] != PENDING or record["queue"] in (None, "local"):
-            apply_wrapper_files(exp, record)
-    ask = [r for r in active if r["state"] in ACTIVE_STATES
-           or (r["queue"] not in (None, "local") and r["state"] != COMPLETED)]
+        if record["state"] != PENDING:
+            observe(exp, record)
+    ask = [r for r in active if r["state"] != COMPLETED]   # a scheduler's verdict may still come
     snapshots = snapshots or {}
-    for name, group in itertools.groupby(sorted(ask, key=_queue_name), key=_queue_name):
-        group = list(group)
+    for name, group in _by_queue(ask):
         queue_for(exp, name, latest_batch(group)).poll(exp, group, snapshot=snapshots.get(name))
     for record in active:
         if record["state"] in FINAL_STATES:
@@ -84,8 +44,11 @@ def refresh(exp: Experiment, records: Iterable[Record],
 _signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended")
 
 
-def _queue_name(record: Record) -> str:
-    return record["queue"] or "local"
+def _by_queue(records: list[Record]) -> "list[tuple[str | None, list[Record]]]":
+    groups: dict[str | None, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record["queue"], []).append(record)
+    return list(groups.items())
 
 
 def latest_batch(records: list[Record]) -> str | None:
@@ -95,15 +58,12 @@ def latest_batch(records: list[Record]) -> str | None:
 
 
 def reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
-    """Find jobs a dead controller left SUBMITTING; revert those the queue never got."""
+    """Find jobs a dead controller left SUBMITTING; those the queue never got are NEW again."""
     stuck = [r for r in records if r["state"] == SUBMITTING]
-    for name in {r["queue"] for r in stuck}:
-        group = [r for r in stuck if r["queue"] == name]
+    for name, group in _by_queue(stuck):
         queue_for(exp, name, latest_batch(group)).reconcile(exp, group)
     for record in stuck:
-        if record["state"] == SUBMITTING:
-            record.update(state=NEW, attempt=record["attempt"] - 1, queue=None,
-                          batch=None, submitted=None)
+        apply(record, Unsent())
     return stuck
 
 
@@ -130,10 +90,10 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     index, confirmed, snapshots, changed = _apply_snapshots(exp, index, active)
     slow = np.flatnonzero(active & ~confirmed)
     if len(slow):
-        records = store.to_records(index.take(slow))
+        records = index_file.to_records(index.take(slow))
         stuck = reconcile(exp, records)
         if refresh(exp, records, snapshots) or stuck:
-            index, changed = store.replace_rows(index, slow, records), True
+            index, changed = index_file.replace_rows(index, slow, records), True
     return index, changed
 
 

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .render import _json_default
+from .files import atomic_write
+from .identity import json_default
+from .record import FIELDS as RECORD_FIELDS
 
 try:   # 3-5x faster than json; json is the fallback, same text
     import orjson
@@ -29,20 +31,16 @@ except ImportError:  # pragma: no cover
 if TYPE_CHECKING:
     import numpy as np
 
-    from .experiment import Record
+    from .record import Record
 
 #: File format version, kept in the schema metadata.
 FORMAT_VERSION = "2"
 PARAM_PREFIX = "param:"
 
 _STR, _INT, _TIME = pa.large_string(), pa.int64(), pa.timestamp("us")
-#: Record fields and their Arrow types, in file order.
+#: Record fields and their Arrow types, in file order (``params`` is stored as JSON text).
 FIELDS: dict[str, pa.DataType] = {
-    "job_name": _STR, "hash": _STR, "params": _STR, "script_hash": _STR, "mode": _STR,
-    "attempt": _INT, "queue": _STR, "job_id": _STR, "batch": _STR, "owner": _STR,
-    "state": _STR, "exit_code": _INT, "signal": _STR,
-    "submitted": _TIME, "started": _TIME, "ended": _TIME, "node": _STR, "reason": _STR,
-    "error": _STR, "stdout": _STR, "stderr": _STR,
+    name: {"text": _STR, "json": _STR, "int": _INT, "time": _TIME}[kind] for name, kind in RECORD_FIELDS.items()
 }
 
 
@@ -55,7 +53,7 @@ def from_records(records: list["Record"], work_dir: str) -> pa.Table:
     """
     columns = {name: _array([r[name] for r in records], kind) for name, kind in FIELDS.items()
                if name != "params"}
-    columns["params"] = pa.array([_dumps(r["params"]) for r in records], type=_STR)
+    columns["params"] = pa.array([dumps(r["params"]) for r in records], type=_STR)
     fields = [pa.field(name, FIELDS[name]) for name in FIELDS] + [pa.field("job_dir", _STR)]
     arrays = [columns[name] for name in FIELDS]
     arrays.append(_job_dirs(columns["job_name"], work_dir))
@@ -73,7 +71,7 @@ def to_records(table: pa.Table) -> list["Record"]:
     values = [_values(table.column(name)) for name in names]
     records = [dict(zip(names, row)) for row in zip(*values)]
     for record, text in zip(records, table.column("params").to_pylist()):
-        record["params"] = _loads(text)
+        record["params"] = loads(text)
     return records
 
 
@@ -150,7 +148,7 @@ def _param_column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
             return pa.field(name, array.type), array
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         pass
-    texts = pa.array([None if v is None else _dumps(v) for v in values], type=_STR)
+    texts = pa.array([None if v is None else dumps(v) for v in values], type=_STR)
     return pa.field(name, _STR, metadata={"json": "1"}), texts
 
 
@@ -163,8 +161,6 @@ def _is_plain(kind: pa.DataType) -> bool:
 def write(path: str, table: pa.Table) -> None:
     """Replace the file at ``path`` with ``table`` atomically (see ``atomic_write``)."""
     import pyarrow.ipc
-
-    from .experiment import atomic_write
 
     sink = pa.BufferOutputStream()
     with pyarrow.ipc.new_file(sink, table.schema) as writer:
@@ -229,18 +225,18 @@ def filesystem_type(device: int) -> str:
     return ""
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     """Compact JSON, keys in their order; json's own for what orjson refuses (ints beyond
     64 bits)."""
     if orjson is not None:
         try:
-            return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+            return orjson.dumps(value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         except TypeError:
             pass
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
+    return json.dumps(value, separators=(",", ":"), default=json_default)
 
 
-def _loads(text: str) -> Any:
+def loads(text: str) -> Any:
     if orjson is not None:
         try:
             return orjson.loads(text)

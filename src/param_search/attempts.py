@@ -1,11 +1,23 @@
-"""What a job attempt left in its folder: the wrapper's start/exit files, logs, error line."""
+"""What a job attempt left in its folder: the wrapper's start/exit files, logs, error line.
+
+Every queue's jobs run under the same wrapper, so reading these files is one job for all of
+them: :func:`observe` turns a status file into lifecycle events, :func:`finalize` keeps the
+log tails and the error line of an attempt that ended.
+"""
 from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .states import CANCELLED, COMPLETED, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, TIMEOUT
+from .lifecycle import Exited, Started, apply
+from .states import CANCELLED, COMPLETED, FINAL_STATES, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, TIMEOUT
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .record import Record
 
 #: Only the last this-many bytes of a log are kept in the jobs table.
 LOG_TAIL_BYTES = 8192
@@ -129,3 +141,27 @@ def _last_match(text: str, *patterns: tuple[re.Pattern, int]) -> str:
         if last is not None:
             return last.group(group).strip()[:300]
     return ""
+
+
+def observe(exp: "Experiment", record: "Record") -> None:
+    """Apply what the current attempt's status file says (start, exit) to its record."""
+    if record["attempt"] == 0:
+        return
+    started, ended = read_status(exp.attempt_path(record, "status"))
+    if started is not None and started.started and (record["started"] is None or ended is None):
+        apply(record, Started(started.started, started.host, started.scheduler_id or None))
+    if ended is not None:
+        apply(record, Exited(ended.exit_code, ended.ended, ended.signal))
+
+
+def finalize(exp: "Experiment", record: "Record") -> None:
+    """Keep the log tails and the error line of an attempt that just became final."""
+    if record["attempt"]:
+        record["stdout"] = read_tail(exp.attempt_path(record, "out"))
+        record["stderr"] = read_tail(exp.attempt_path(record, "err"))
+    why = record["reason"] if record["state"] in FINAL_STATES else None
+    record["error"] = error_line(record["state"], record["exit_code"], record["stderr"] or "",
+                                 record["signal"]) or why or ""
+    record["reason"] = None
+    if record["ended"] is None:
+        record["ended"] = time.time()

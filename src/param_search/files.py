@@ -1,0 +1,42 @@
+"""Writing files safely: whole files in place, or atomic replacement (temp, fsync, rename).
+
+``os.replace`` is atomic on local filesystems and on NFS and Lustre (the server renames), so
+a reader on any node sees the old or the new file, never a mix; a crash mid-write leaves a
+stray temp file and the old one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def token(nbytes: int) -> str:
+    """A random hex token (experiment ids, temp file names)."""
+    return os.urandom(nbytes).hex()
+
+
+def write_file(path: str, text: str | bytes, mode: int = 0o644) -> None:
+    """Write a file in place (no temp file: for files whose completeness is checked on read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        data = text.encode() if isinstance(text, str) else text
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, text: "str | bytes | memoryview", mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text``: temp file, fsync, rename (readers see old or new)."""
+    tmp = f"{path}.tmp-{os.getpid()}-{token(3)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str, data: Any) -> None:
+    write_file(path, json.dumps(data, indent=1))

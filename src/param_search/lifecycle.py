@@ -1,0 +1,229 @@
+"""A job's life as one state machine: facts come in as events, :func:`apply` changes state.
+
+Queues, the local runner and the refresh engine only *report* what they saw (the queue
+took the job, the wrapper wrote a start line, squeue says TIMEOUT, the job left the
+scheduler without a trace); the rules that turn those facts into states live here::
+
+    NEW --Handed--> SUBMITTING --Accepted--> PENDING --Started--> RUNNING --Exited--> final
+                    |  Refused: back as before                  ^ Requeued         ^
+                    |  Unsent: back to NEW (the queue never got it)                |
+    any active state --Verdict (the scheduler's word) / Cancelled / Vanished -------+
+
+A final record is only changed by a Verdict only the scheduler can give (TIMEOUT,
+OUT_OF_MEMORY, ...) or by Handed, which starts the next attempt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .record import ATTEMPT_FIELDS
+from .states import (
+    ACTIVE_STATES, CANCELLED, COMPLETED, FAILED, FINAL_STATES, NEW, PENDING, RUNNING,
+    SCHEDULER_VERDICTS, SUBMITTING, UNKNOWN,
+)
+
+if TYPE_CHECKING:
+    from .record import Record
+
+#: Signals that mean someone stopped the job on purpose (the wrapper records them).
+CANCEL_SIGNALS = ("TERM", "INT")
+
+
+@dataclass(frozen=True)
+class Handed:
+    """A new attempt goes to ``queue`` in ``batch`` (recorded before the queue is asked)."""
+    queue: str
+    batch: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The queue refused the attempt: the record goes back to ``previous``."""
+    previous: "Record"
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """A dead controller's attempt that the queue never got: the job is NEW again."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The queue took the attempt (its id, if it gives one)."""
+    job_id: str | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Still pending, for ``reason``."""
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Started:
+    """The attempt runs (``at``: start time, if known; ``node``, ``job_id`` if learnt)."""
+    at: float | None = None
+    node: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The wrapper recorded the attempt's end: its exit code, time, and signal if killed."""
+    exit_code: int | None
+    at: float
+    signal: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the scheduler says of the attempt (a state in our vocabulary and details)."""
+    state: str
+    reason: str | None = None
+    node: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The attempt was cancelled (by param_search or the user)."""
+    at: float
+    signal: str | None = None
+
+
+@dataclass(frozen=True)
+class Vanished:
+    """The attempt ended without any record of how: ``state`` (final) and why."""
+    state: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """Rebuilt from files: attempt ``attempt`` went to ``queue`` in ``batch``. If it started
+    (it has a status file) its files tell the rest (UNKNOWN until read); if not, its queue is
+    asked whether it holds it (SUBMITTING, see ``Queue.reconcile``)."""
+    attempt: int
+    queue: str | None
+    batch: str | None
+    submitted: float | None
+    started: bool
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """The attempt goes back to waiting (e.g. a local runner handed it back unstarted)."""
+    reason: str | None = None
+
+
+Event = (Handed | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
+         | Vanished | Recovered | Requeued)
+
+
+def apply(record: "Record", event: Event) -> bool:
+    """Apply one event to a record in place; return whether it was taken (an event that
+    does not fit the record's state, e.g. a late start line of a final job, is ignored)."""
+    state = record["state"]
+    active = state in ACTIVE_STATES
+    if isinstance(event, Handed):
+        if active:
+            return False
+        record.update(dict.fromkeys(ATTEMPT_FIELDS), state=SUBMITTING, attempt=record["attempt"] + 1,
+                      queue=event.queue, batch=event.batch, submitted=event.at)
+    elif isinstance(event, Refused):
+        if state != SUBMITTING:
+            return False
+        record.update(event.previous)
+    elif isinstance(event, Unsent):
+        if state != SUBMITTING:
+            return False
+        record.update(state=NEW, attempt=record["attempt"] - 1, queue=None, batch=None, submitted=None)
+    elif isinstance(event, Accepted):
+        if state not in (SUBMITTING, UNKNOWN, PENDING):
+            return False
+        record.update(state=PENDING, job_id=event.job_id, reason=event.reason)
+    elif isinstance(event, Waiting):
+        if state not in (PENDING, SUBMITTING):
+            return False
+        record["reason"] = event.reason
+    elif isinstance(event, Started):
+        return _start(record, event)
+    elif isinstance(event, Exited):
+        if not active:
+            return False
+        record.update(exit_code=event.exit_code, ended=event.at, signal=event.signal, reason=None,
+                      state=_exit_state(event.exit_code, event.signal))
+    elif isinstance(event, Verdict):
+        return _verdict(record, event)
+    elif isinstance(event, Cancelled):
+        if not active:
+            return False
+        record.update(state=CANCELLED, ended=record["ended"] or event.at, reason=None,
+                      signal=event.signal or record["signal"])
+    elif isinstance(event, Vanished):
+        if not active or event.state not in FINAL_STATES:
+            return False
+        record.update(state=event.state, ended=record["ended"] or event.at, reason=event.reason)
+    elif isinstance(event, Recovered):
+        if state not in (NEW, UNKNOWN, SUBMITTING) or event.attempt < record["attempt"]:
+            return False
+        record.update(attempt=event.attempt, state=UNKNOWN if event.started else SUBMITTING,
+                      queue=event.queue or record["queue"], batch=event.batch or record["batch"],
+                      submitted=event.submitted or record["submitted"])
+    elif isinstance(event, Requeued):
+        if state not in (RUNNING, PENDING, UNKNOWN):
+            return False
+        record.update(state=PENDING, reason=event.reason, started=None, node=None)
+    else:
+        raise TypeError(f"not a lifecycle event: {event!r}")
+    return True
+
+
+def _exit_state(exit_code: int | None, signal: str | None) -> str:
+    if signal in CANCEL_SIGNALS:
+        return CANCELLED
+    return COMPLETED if exit_code == 0 else FAILED
+
+
+def _start(record: "Record", event: Started) -> bool:
+    if record["state"] not in (SUBMITTING, PENDING, UNKNOWN, RUNNING):
+        return False
+    if event.job_id and not record["job_id"]:
+        record["job_id"] = event.job_id
+    record.update(state=RUNNING, reason=None, started=event.at or record["started"],
+                  node=event.node or record["node"])
+    return True
+
+
+def _verdict(record: "Record", event: Verdict) -> bool:
+    """The scheduler's word. The job's own exit code (from its status file) wins, except for
+    the verdicts only the scheduler can give (TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...)."""
+    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
+    if event.state == UNKNOWN or (has_exit and event.state not in SCHEDULER_VERDICTS):
+        return False
+    if record["state"] == NEW:
+        return False
+    record["state"] = event.state
+    record["reason"] = event.reason if event.state == PENDING else None
+    record["node"] = event.node or record["node"]
+    if event.state in FINAL_STATES:
+        if record["exit_code"] is None and event.exit_code is not None:
+            record["exit_code"] = event.exit_code
+        record["signal"] = record["signal"] or event.signal
+        record["started"] = record["started"] or event.start
+        record["ended"] = record["ended"] or event.end
+    return True
+
+
+def verdict_of(info: dict[str, Any], state: str | None = None) -> Verdict:
+    """A Verdict from a parser's info dict (keys state, reason, node, exit_code, signal,
+    start, end; missing ones are None)."""
+    return Verdict(state or info["state"], info.get("reason"), info.get("node"),
+                   info.get("exit_code"), info.get("signal"), info.get("start"), info.get("end"))
