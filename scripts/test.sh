@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Run the whole test suite: makes .venv, starts the local Slurm cluster when it can
-# (root with apt; required when CI=true), then pytest. Extra arguments go to pytest.
+# Run the whole test suite: makes .venv (the package installed as users install it), starts
+# the local Slurm cluster and Grid Engine when it can (root with apt; required when
+# CI=true), then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
-if scripts/start-slurm.sh; then
-    export PS_SLURM_AVAILABLE=1
-elif [ "${CI:-}" = "true" ]; then
-    echo "CI=true but the local Slurm cluster could not be started" >&2
-    exit 1
-else
-    echo "Slurm tests will be skipped: the local Slurm cluster could not be started" >&2
-fi
+for scheduler in slurm sge; do
+    if scripts/start-$scheduler.sh; then
+        :
+    elif [ "${CI:-}" = "true" ]; then
+        echo "CI=true but the local $scheduler could not be started" >&2
+        exit 1
+    else
+        echo "$scheduler tests will be skipped: scripts/start-$scheduler.sh failed" >&2
+    fi
+done
 exec .venv/bin/python -m pytest -ra "$@"

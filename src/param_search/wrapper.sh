@@ -22,6 +22,9 @@ _ps_run() {
     _ps_a=$2
     read -r -a _ps_st < "/proc/$BASHPID/stat" 2> /dev/null
     _ps_sched=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
+    if [[ -z $_ps_sched && -n ${SGE_TASK_ID:-} && $SGE_TASK_ID != undefined ]]; then
+        _ps_sched=$JOB_ID.$SGE_TASK_ID   # a Grid Engine array task
+    fi
     _ps_sched=${_ps_sched:-${SLURM_JOB_ID:-${JOB_ID:-${PBS_JOBID:-}}}}
     set -C
     { printf 'start %s %s %s %s %s\n' "${EPOCHREALTIME:-$(date +%s)}" "$BASHPID" "${_ps_st[21]:-0}" \
