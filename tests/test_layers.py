@@ -19,7 +19,7 @@ LAYERS = [
     ["index_file", "attempts"],
     ["experiment"],
     ["queues.base"],
-    ["queues.batch", "queues.sge_text"],
+    ["queues.batch", "queues.snapshot", "queues.sge_text", "queues.torque_text"],
     ["queues.local", "queues.slurm", "queues.torque", "queues.sge"],
     ["queues.registry"],
     ["refresh", "table"],

@@ -16,7 +16,7 @@ import param_search as ps
 from conftest import logging_shims
 from param_search.errors import QueueError
 from param_search.experiment import Experiment
-from param_search.queues import torque
+from param_search.queues import torque, torque_text
 from param_search.queues.torque import TorqueQueue
 
 DATA = pathlib.Path(__file__).parent / "data" / "torque"
@@ -29,28 +29,28 @@ def read(name):
 
 # -- parsers and argv pieces -----------------------------------------------------------------
 def test_parse_qsub_of_the_wrapper_and_of_torque():
-    assert torque.parse_qsub(read("qsub_array.txt")) == "8391"
-    assert torque.parse_qsub(read("qsub_single.txt")) == "8392"
+    assert torque_text.parse_qsub(read("qsub_array.txt")) == "8391"
+    assert torque_text.parse_qsub(read("qsub_single.txt")) == "8392"
     # Torque's documented forms (Torque 4.2 guide, "Multiple job submission"): 1098[].hostname
-    assert torque.parse_qsub("1098[].hostname\n") == "1098[].hostname"
-    assert torque.parse_qsub("12667.server.domain\n") == "12667.server.domain"
+    assert torque_text.parse_qsub("1098[].hostname\n") == "1098[].hostname"
+    assert torque_text.parse_qsub("12667.server.domain\n") == "12667.server.domain"
     with pytest.raises(QueueError, match="no job id"):
-        torque.parse_qsub(read("qsub_error.txt"))
+        torque_text.parse_qsub(read("qsub_error.txt"))
 
 
 def test_job_ids_in_both_forms():
-    assert torque.task_id("8391", 2) == "8391[2]"
-    assert torque.task_id("1098[].hostname", 4) == "1098[4].hostname"
-    assert torque.split_id("1098[4].hostname") == ("1098", 4, ".hostname")
-    assert torque.split_id("8391_2") == ("8391", 2, "")
-    assert torque.split_id("179.host") == ("179", None, ".host")
-    assert torque.id_key("8391_2") == torque.id_key("8391[2]") == ("8391", 2)
-    assert torque.split_id("local-17") is None
-    assert torque.query_ids(["1098[0].h", "1098[3].h", "8391[1]", "8392"]) == ["1098[].h", "8391", "8392"]
+    assert torque_text.task_id("8391", 2) == "8391[2]"
+    assert torque_text.task_id("1098[].hostname", 4) == "1098[4].hostname"
+    assert torque_text.split_id("1098[4].hostname") == ("1098", 4, ".hostname")
+    assert torque_text.split_id("8391_2") == ("8391", 2, "")
+    assert torque_text.split_id("179.host") == ("179", None, ".host")
+    assert torque_text.id_key("8391_2") == torque_text.id_key("8391[2]") == ("8391", 2)
+    assert torque_text.split_id("local-17") is None
+    assert torque_text.query_ids(["1098[0].h", "1098[3].h", "8391[1]", "8392"]) == ["1098[].h", "8391", "8392"]
 
 
 def test_qstat_full_of_the_wrapper_pending_and_running():
-    info = torque.parse_qstat_full(read("qstat_f_pending_running.txt"))
+    info = torque_text.parse_qstat_full(read("qstat_f_pending_running.txt"))
     assert info[("8392", None)]["state"] == "RUNNING" and info[("8392", None)]["node"] == "localhost"
     assert info[("8393", None)]["state"] == "PENDING"        # held, yet the wrapper says Q
     assert info[("8391", None)]["name"] == "ps_arr"
@@ -58,18 +58,18 @@ def test_qstat_full_of_the_wrapper_pending_and_running():
 
 
 def test_qstat_full_of_the_wrapper_completed_has_no_exit_status():
-    info = torque.parse_qstat_full(read("qstat_f_tasks_ended.txt"))
+    info = torque_text.parse_qstat_full(read("qstat_f_tasks_ended.txt"))
     assert info[("8525", None)]["state"] == "ENDED" and info[("8525", None)]["exit_code"] is None
     assert info[("8391", None)]["state"] == "RUNNING"        # task 2 runs under the array's id
-    held = torque.parse_qstat_full(read("qstat_f_held_cancelled.txt"))[("8393", None)]
+    held = torque_text.parse_qstat_full(read("qstat_f_held_cancelled.txt"))[("8393", None)]
     assert held["state"] == "ENDED" and held["node"] is None
 
 
 def test_qstat_full_of_torque_documentation_sample():
-    blocks = torque.parse_qstat_blocks(read("torque_doc_qstat_f_abridged.txt"))
+    blocks = torque_text.parse_qstat_blocks(read("torque_doc_qstat_f_abridged.txt"))
     assert blocks[0]["Job Id"] == "179.host" and blocks[0]["Job_Name"] == "STDIN"
     assert blocks[0]["Variable_List"].endswith("PBS_O_LOGNAME=user,PBS_O_WORKDIR=/opt/moab,PBS_O_QUEUE=batchq")
-    info = torque.parse_qstat_full(read("torque_doc_qstat_f_abridged.txt"))[("179", None)]
+    info = torque_text.parse_qstat_full(read("torque_doc_qstat_f_abridged.txt"))[("179", None)]
     assert info["state"] == "NODE_FAIL" and info["exit_code"] == -1 and info["node"] == "node1"
 
 
@@ -79,15 +79,15 @@ def test_qstat_full_of_torque_documentation_sample():
     (-11, ("TIMEOUT", -11, None)), (-10, ("OUT_OF_MEMORY", -10, None)), (-1, ("NODE_FAIL", -1, None)),
 ])
 def test_exit_status_mapping(code, expected):
-    assert torque.exit_status_state(code) == expected
+    assert torque_text.exit_status_state(code) == expected
 
 
 def test_find_chunks_by_name():
     text = read("qstat_f_tasks_ended.txt")
-    assert torque.chunks_in_qstat(text, ["ps_arr", "ps_single", "other"]) == {"ps_arr": "8391", "ps_single": "8392"}
+    assert torque_text.chunks_in_qstat(text, ["ps_arr", "ps_single", "other"]) == {"ps_arr": "8391", "ps_single": "8392"}
     torque_like = ("Job Id: 55[].srv\n    Job_Name = b.a0\n    job_state = Q\n"
                    "Job Id: 55[1].srv\n    Job_Name = b.a0-1\n    job_state = R\n")
-    assert torque.chunks_in_qstat(torque_like, ["b.a0"]) == {"b.a0": "55.srv"}
+    assert torque_text.chunks_in_qstat(torque_like, ["b.a0"]) == {"b.a0": "55.srv"}
 
 
 def test_script_directives_drop_our_own_options():
@@ -105,13 +105,13 @@ def test_script_directives_drop_our_own_options():
 
 
 def test_qsub_argv_merges_resources_options_win():
-    options = ["-l", "walltime=01:00:00,mem=1gb", "-q", "long"] + torque.queue_options(
+    options = ["-l", "walltime=01:00:00,mem=1gb", "-q", "long"] + torque_text.queue_options(
         "short", "00:05:00", None, 2, 4, "acct")
-    argv = torque.qsub_argv("b.a0", "/s/b.a0.log", "/w", "/s/b.a0.sh", options, torque.array_spec(6, 2))
+    argv = torque_text.qsub_argv("b.a0", "/s/b.a0.log", "/w", "/s/b.a0.sh", options, torque_text.array_spec(6, 2))
     assert argv == ["qsub", "-N", "b.a0", "-j", "oe", "-o", "/s/b.a0.log", "-w", "/w", "-t", "0-5%2",
                     "-q", "long", "-q", "short", "-A", "acct",
                     "-l", "mem=1gb,walltime=00:05:00,nodes=2:ppn=4", "/s/b.a0.sh"]
-    assert torque.node_spec(None, 8) == "nodes=1:ppn=8" and torque.node_spec(None, None) == ""
+    assert torque_text.node_spec(None, 8) == "nodes=1:ppn=8" and torque_text.node_spec(None, None) == ""
     # why: Slurm's qsub keeps only the last -l (captured)
     assert "-t5" not in read("qsub_sbatchline_two_l.txt") and "--mem=100M" in read("qsub_sbatchline_two_l.txt")
 
@@ -124,8 +124,8 @@ def test_driver_script_names_the_map_file(tmp_path):
 
 
 def test_max_array_size():
-    assert torque.parse_max_array_size("Server: s\n    max_job_array_size = 5000\n") == 5000
-    assert torque.parse_max_array_size(read("qstat_f_pending_running.txt")) == 1000
+    assert torque_text.parse_max_array_size("Server: s\n    max_job_array_size = 5000\n") == 5000
+    assert torque_text.parse_max_array_size(read("qstat_f_pending_running.txt")) == 1000
 
 
 def _rec(name, job_id, state="RUNNING"):
@@ -136,9 +136,9 @@ def test_qdel_ids_never_kill_a_whole_wrapper_array_for_part_of_it():
     mine = [_rec("a", "8391[0]")]
     others = [_rec("b", "8391[1]", "COMPLETED"), _rec("c", "8391[2]", "PENDING"), _rec("d", "9000[0]")]
     with pytest.raises(QueueError, match="cannot cancel part of array 8391.*'c'"):
-        torque.qdel_ids(mine, mine + others)
-    assert torque.qdel_ids(mine + [others[1]], mine + others) == ["8391"]
-    assert torque.qdel_ids([_rec("x", "1098[3].h"), _rec("y", "8392")], []) == ["1098[3].h", "8392"]
+        torque_text.qdel_ids(mine, mine + others)
+    assert torque_text.qdel_ids(mine + [others[1]], mine + others) == ["8391"]
+    assert torque_text.qdel_ids([_rec("x", "1098[3].h"), _rec("y", "8392")], []) == ["1098[3].h", "8392"]
     assert "isn't numeric" in read("qdel_bracket_stderr.txt")            # what qdel 8391[2] did
     assert "8391_0|8394|COMPLETED" in read("sacct_after_qdel_bracket.txt")
 

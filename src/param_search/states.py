@@ -50,6 +50,9 @@ FINAL_STATES = frozenset(
 ACTIVE_STATES = frozenset({"SUBMITTING", "PENDING", "RUNNING", "UNKNOWN"})
 #: States the scheduler knows better than a job's own exit code.
 SCHEDULER_VERDICTS = frozenset({"CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"})
+#: Not a job state: a scheduler's word that a job ended without saying how (its own status
+#: file then decides).
+ENDED = "ENDED"
 #: What ``resubmit`` sends again by default.
 RESUBMIT_STATES = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED")
 

@@ -28,7 +28,7 @@ from ..errors import CommandError, OptionError, QueueError
 from ..experiment import read_map, write_map
 from ..lifecycle import Accepted, Cancelled, Vanished, apply, verdict_of
 from ..proc import call
-from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING
+from ..states import CANCELLED, ENDED, FAILED, FINAL_STATES, PENDING
 from .base import Queue
 
 if TYPE_CHECKING:
@@ -42,9 +42,6 @@ IDS_PER_CALL = 1000
 #: An answer about a job submitted this long before our submission is about an older job
 #: that had the same id (ids restart after a scheduler reset); clocks may differ a little.
 STALE_SLACK = 120.0
-#: A dialect's pseudo-state: the scheduler says the job ended but not how (the job's own
-#: status file decides).
-ENDED = "ENDED"
 
 
 class BatchQueue(Queue):

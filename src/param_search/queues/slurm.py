@@ -18,6 +18,7 @@ from ..errors import QueueError
 from ..proc import call
 from ..states import UNKNOWN
 from .batch import BatchQueue, chunks, lines
+from .snapshot import array_ids, per_value, snapshot_infos, snapshot_types
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -187,7 +188,7 @@ def parse_squeue_table(text: str) -> "pa.Table":
 
     data = text.encode()
     if not data.strip():
-        return pa.table({name: pa.array([], type) for name, type in _snapshot_types().items()})
+        return pa.table({name: pa.array([], type) for name, type in snapshot_types().items()})
     text_type = pa.large_string()
     raw = csv.read_csv(
         io.BytesIO(data),
@@ -198,58 +199,15 @@ def parse_squeue_table(text: str) -> "pa.Table":
             column_types=dict.fromkeys(["job_id", "native", "reason", "node", "submit"], text_type),
             strings_can_be_null=False),
     ).combine_chunks()
-    native = _per_value(raw.column("native"), str.strip, text_type)
+    native = per_value(raw.column("native"), str.strip, text_type)
     return pa.table({
         "job_id": pc.utf8_trim_whitespace(raw.column("job_id")),
-        "state": _per_value(native, lambda v: NATIVE_STATES.get(v, UNKNOWN), text_type),
+        "state": per_value(native, lambda v: NATIVE_STATES.get(v, UNKNOWN), text_type),
         "native": native,
-        "reason": _per_value(raw.column("reason"), lambda v: None if v in ("None", "") else v, text_type),
-        "node": _per_value(raw.column("node"), lambda v: v or None, text_type),
-        "submit": _per_value(raw.column("submit"), lambda v: _epoch(v.strip()), pa.float64()),
+        "reason": per_value(raw.column("reason"), lambda v: None if v in ("None", "") else v, text_type),
+        "node": per_value(raw.column("node"), lambda v: v or None, text_type),
+        "submit": per_value(raw.column("submit"), lambda v: _epoch(v.strip()), pa.float64()),
     })
-
-
-def _per_value(column: "pa.Array | pa.ChunkedArray", interpret, kind: "pa.DataType") -> "pa.Array":
-    """``interpret`` applied to each distinct value of a text column, spread to its rows."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.chunk(0) if column.num_chunks else pa.array([], column.type)
-    codes = column.dictionary_encode()
-    values = pa.array([interpret(v) for v in codes.dictionary.to_pylist()], kind)
-    return pc.take(values, codes.indices)
-
-
-def array_ids(job_ids: "pa.Array") -> list[str]:
-    """The distinct array (or plain job) ids of these job ids: ``7_3`` -> ``7``, sorted."""
-    import pyarrow.compute as pc
-
-    return sorted(pc.unique(pc.list_element(pc.split_pattern(job_ids, "_", max_splits=1), 0)).to_pylist())
-
-
-def _id_array(job_ids: list[str]) -> "pa.Array":
-    import pyarrow as pa
-
-    return pa.array(job_ids, pa.large_string())
-
-
-def snapshot_infos(snapshot: "pa.Table", job_ids: "Sequence[str] | None" = None) -> dict[str, dict]:
-    """{job id: info} of the snapshot rows about ``job_ids`` (default: every row)."""
-    import pyarrow.compute as pc
-
-    if job_ids is not None:
-        snapshot = snapshot.filter(pc.is_in(snapshot.column("job_id"), _id_array(list(job_ids))))
-    columns = {name: snapshot.column(name).to_pylist() for name in ("state", "native", "reason", "node", "submit")}
-    return {job_id: {name: values[i] for name, values in columns.items()}
-            for i, job_id in enumerate(snapshot.column("job_id").to_pylist())}
-
-
-def _snapshot_types() -> dict:
-    import pyarrow as pa
-
-    text = pa.large_string()
-    return {"job_id": text, "state": text, "native": text, "reason": text, "node": text, "submit": pa.float64()}
 
 
 def parse_sacct(text: str) -> dict[str, dict]:
