@@ -6,11 +6,13 @@ under CI=true, where a missing cluster fails them.
 import glob
 import json
 import os
+import pathlib
 import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -288,3 +290,58 @@ def test_resubmit_and_cancel_in_another_process_use_the_submitted_options(in_tmp
     assert stored[-1]["overrides"] == {"time": "0:05:00"}
     assert all(b["settings"]["extra_args"] == ["--comment=keepme"] for b in stored)
     assert list(ps.cancel(".").job_state) == ["CANCELLED"]
+
+
+def test_a_killed_batch_shell_is_failed_with_the_signal_never_exit_code_0(in_tmp):
+    jobs = ps.submit("echo started\nsleep 300\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm")
+    status_file = in_tmp / "job_1" / "job.1.status"
+    deadline = time.time() + 60
+    while not (status_file.exists() and len(status_file.read_text().split()) >= 5):
+        assert time.time() < deadline, "the job did not start"
+        time.sleep(0.3)
+    shell_pid = int(status_file.read_text().split()[2])   # the wrapper runs in the batch shell
+    os.kill(shell_pid, signal.SIGKILL)
+    row = _wait(jobs).iloc[0]
+    assert row.job_state == "FAILED" and row.exit_code == 137
+    assert "exit" not in status_file.read_text()            # no exit line: the scheduler told
+    assert row.error == "killed by SIGKILL" or row.error
+
+
+def _stop_slurmctld():
+    pid = int(open("/var/lib/param-search-slurm/run/slurmctld.pid").read().strip())
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count("DOWN"):
+            return
+        time.sleep(0.2)
+
+
+def _restart_slurm_after(seconds):
+    def later():
+        time.sleep(seconds)
+        subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
+                       capture_output=True, timeout=300)
+    thread = threading.Thread(target=later)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_submit_and_wait_ride_out_a_controller_outage(in_tmp):
+    _stop_slurmctld()
+    restart = _restart_slurm_after(10)
+    try:   # submitting while the controller is down: scontrol and sbatch are retried
+        jobs = ps.submit("sleep 20\necho done\n", "job_{x}", ps.ParamSpace(x=[1, 2]), use="slurm")
+    finally:
+        restart.join()
+    deadline = time.time() + 60
+    while set(ps.status(jobs).job_state) != {"RUNNING"}:
+        assert time.time() < deadline
+        time.sleep(0.5)
+    _stop_slurmctld()                        # and again while waiting: polling is retried
+    restart = _restart_slurm_after(15)
+    try:
+        jobs = _wait(jobs, timeout=240)
+    finally:
+        restart.join()
+    assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"] and list(jobs.stdout) == ["done\n"] * 2

@@ -56,7 +56,8 @@ def test_sacct_final_states_exit_codes_and_signals():
     assert info["475"]["state"] == "CANCELLED"          # "CANCELLED by 0"
     assert info["475"]["node"] is None and info["475"]["start"] is None   # never started
     assert info["472_1"]["state"] == "FAILED" and info["472_1"]["exit_code"] == 3
-    assert info["492"]["state"] == "FAILED" and info["492"]["signal"] == "9"
+    assert info["492"]["state"] == "FAILED" and info["492"]["signal"] == "KILL"   # ExitCode 0:9
+    assert info["492"]["exit_code"] == 137            # never 0 for a job killed by a signal
     assert info["473"]["state"] == "COMPLETED" and info["473"]["exit_code"] == 0
     assert info["473"]["end"] - info["473"]["start"] == 25
     assert "481_1" not in info   # a pending task cancelled by scancel leaves no trace

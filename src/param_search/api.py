@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import ConflictError, ParamSearchError
+from .errors import ConflictError, ExperimentError, ParamSearchError, QueueError
 from .experiment import Experiment, conflict_message
 from .record import Record, new_record, script_digest
 from .attempts import finalize
@@ -255,6 +255,7 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     names = list(names) if names is not None else table_names
     deadline = None if timeout is None else time.monotonic() + timeout
     table = _refreshed(exp, names, workers, progress, deadline)
+    _never_sent(table)
     bar, interval = None, poll_interval
     try:
         while not table["job_state"].isin(FINAL_STATES).all():
@@ -265,7 +266,7 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
                                    f"{dict(Counter(table['job_state']))}")
             time.sleep(interval)
             before = Counter(table["job_state"])
-            table = _refreshed(exp, list(table["job_name"]), workers, progress, deadline)
+            table = _patiently(_refreshed, exp, list(table["job_name"]), workers, progress, deadline)
             changed = Counter(table["job_state"]) != before
             interval = poll_interval if changed else min(interval * 1.5, max_interval)
         if bar is not None:
@@ -277,6 +278,34 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
 
 
 _wait_for = wait   # for functions whose ``wait`` parameter shadows the function
+
+
+def _never_sent(table: pd.DataFrame) -> None:
+    """ps.wait would wait forever for jobs no queue has: say so at once."""
+    new = table.loc[table["job_state"] == NEW, "job_name"].tolist()
+    if new:
+        raise ExperimentError(
+            f"{len(new)} job(s) were never sent to a queue (state NEW), e.g. {new[0]!r}, so waiting "
+            "for them would never end; send them by calling the same ps.submit again (it sends "
+            "new and unsent points), then wait"
+        )
+
+
+def _patiently(refreshed, exp: Experiment, names, workers, progress, deadline):
+    """A refresh while waiting: a scheduler that does not answer (restarting, overloaded) is
+    waited out with backoff until the caller's deadline, with one line saying so."""
+    delay, said = 2.0, False
+    while True:
+        try:
+            return refreshed(exp, names, workers, progress, deadline)
+        except QueueError as exc:
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise
+            if not said:
+                print(f"param_search: the scheduler did not answer ({exc}); retrying", file=sys.stderr)
+                said = True
+            time.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
 
 def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:

@@ -52,11 +52,14 @@ def read_status(path: str) -> tuple[StartInfo | None, ExitInfo | None]:
     start, end = StartInfo(0.0, 0, 0, "", ""), None
     for line in lines:
         parts = line.split()
-        if len(parts) >= 5 and parts[0] == "start":
-            start = StartInfo(float(parts[1]), int(parts[2]), int(parts[3]), parts[4],
-                              parts[5] if len(parts) > 5 else "")
-        elif len(parts) >= 3 and parts[0] == "exit":
-            end = ExitInfo(int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else None)
+        try:
+            if len(parts) >= 5 and parts[0] == "start":
+                start = StartInfo(float(parts[1]), int(parts[2]), int(parts[3]), parts[4],
+                                  parts[5] if len(parts) > 5 else "")
+            elif len(parts) >= 3 and parts[0] == "exit":
+                end = ExitInfo(int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else None)
+        except ValueError:
+            continue   # a damaged line (hand-edited, or a disk that filled up): ignored
     return start, end
 
 

@@ -78,6 +78,12 @@ class Experiment:
     def open(cls, work_dir: str | os.PathLike) -> "Experiment":
         """Open an existing experiment; raise if ``work_dir`` is none."""
         exp = cls(work_dir)
+        if os.path.isdir(exp.state_dir) and not os.path.isfile(os.path.join(exp.state_dir, "experiment.json")):
+            raise ExperimentError(
+                f"{exp.state_dir}/experiment.json is missing: the experiment's token (which tags "
+                "its jobs in the scheduler) is lost; restore the file from a backup, or write "
+                '{"version": 2, "token": "<8 hex digits>"} with a new token'
+            )
         if not os.path.isfile(os.path.join(exp.state_dir, "experiment.json")):
             raise ExperimentError(
                 f"{exp.work_dir!r} is not a param_search experiment (it has no {STATE_DIR_NAME}/ "
@@ -100,8 +106,20 @@ class Experiment:
     @property
     def token(self) -> str:
         """A random id of this experiment, used to tag its jobs in a scheduler."""
-        with open(os.path.join(self.state_dir, "experiment.json")) as f:
-            return json.load(f)["token"]
+        path = os.path.join(self.state_dir, "experiment.json")
+        try:
+            with open(path) as f:
+                token = json.load(f)["token"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ExperimentError(
+                f"{path} is damaged ({type(exc).__name__}: {exc}); it holds the experiment's token, "
+                "which tags its jobs in the scheduler: restore it from a backup, or write "
+                '{"version": 2, "token": "<8 hex digits>"} with a new token (jobs queued under the '
+                "old token are then not found again after a crash)"
+            ) from None
+        if not (isinstance(token, str) and token.isalnum()):
+            raise ExperimentError(f"{path} holds no valid token ({token!r}): restore it from a backup")
+        return token
 
     def job_dir(self, job_name: str) -> str:
         return os.path.join(self.work_dir, job_name)

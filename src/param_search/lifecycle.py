@@ -214,7 +214,8 @@ def _verdict(record: "Record", event: Verdict) -> bool:
     record["reason"] = event.reason if event.state == PENDING else None
     record["node"] = event.node or record["node"]
     if event.state in FINAL_STATES:
-        if record["exit_code"] is None and event.exit_code is not None:
+        failed_with_0 = event.state != COMPLETED and event.exit_code == 0   # never 0 for a failure
+        if record["exit_code"] is None and event.exit_code is not None and not failed_with_0:
             record["exit_code"] = event.exit_code
         record["signal"] = record["signal"] or event.signal
         record["started"] = record["started"] or event.start

@@ -153,6 +153,9 @@ def render_jobs(template: str, name: str, param_space: Iterable[Mapping], work_d
     """
     name_t, script_t = Template.parse(name, "name"), Template.parse(template, "template")
     work_dir = os.path.abspath(work_dir)
+    if any(ch in work_dir for ch in "\t\n\r"):
+        raise TemplateError(f"work_dir {work_dir!r} contains a tab or line break, which job lists and "
+                            "scheduler commands cannot carry; use a folder name without them")
     jobs, checked_keys = [], None
     for params in param_space:
         params = dict(params)
@@ -193,6 +196,8 @@ def check_job_name(job_name: str, params: Mapping | None = None) -> None:
         problem = "contains '/', a NUL, tab or newline character"
     elif job_name == STATE_DIR_NAME:
         problem = "is reserved for the experiment's own state"
+    elif job_name.startswith("."):
+        problem = "starts with '.' (hidden folders are not jobs: a rebuilt index skips them)"
     elif len(job_name.encode()) > 255:
         problem = "is longer than 255 bytes"
     if problem:

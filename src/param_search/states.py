@@ -57,6 +57,16 @@ ENDED = "ENDED"
 RESUBMIT_STATES = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED")
 
 
+def signal_name(number: int) -> str:
+    """``9`` -> ``'KILL'`` (the number as text if it names no signal)."""
+    import signal
+
+    try:
+        return signal.Signals(number).name[3:]
+    except ValueError:
+        return str(number)
+
+
 def state_from_exit_code(exit_code: int) -> JobState:
     """The state of an attempt that recorded its own exit code."""
     return JobState.COMPLETED if exit_code == 0 else JobState.FAILED

@@ -131,6 +131,11 @@ class BatchQueue(Queue):
     # -- calling -----------------------------------------------------------------------
     def run_submit(self, argv: list[str]) -> str:
         """Run the submit command, retrying transient refusals for ``submit_timeout`` s."""
+        return self.call_patiently(argv, f"{self.submit_command} refused the jobs")
+
+    def call_patiently(self, argv: list[str], failure: str) -> str:
+        """Run a command, retrying transient failures (the controller restarting, a socket
+        timeout) with backoff for ``submit_timeout`` seconds; then raise QueueError."""
         deadline, delay = time.monotonic() + self.submit_timeout, 0.5
         while True:
             try:
@@ -138,7 +143,7 @@ class BatchQueue(Queue):
             except CommandError as exc:
                 said = f"{exc.stderr}\n{exc.stdout}".strip()   # some wrappers report on stdout
                 if not any(t in said.lower() for t in self.transient) or time.monotonic() + delay > deadline:
-                    raise QueueError(f"{self.submit_command} refused the jobs: {said or exc}") from exc
+                    raise QueueError(f"{failure}: {said or exc}") from exc
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -298,6 +303,14 @@ class BatchQueue(Queue):
     def only_gone(self, exc: CommandError) -> bool:
         """Whether a failed command only complained about jobs that had already left."""
         return only_gone(exc, self.gone)
+
+
+def arg_list(extra_args: "Sequence[str]", command: str) -> list[str]:
+    """``extra_args`` as a list of arguments; a single string is a mistake worth naming."""
+    if isinstance(extra_args, str):
+        raise OptionError(f"extra_args must be a list of {command} arguments, e.g. "
+                          f"{extra_args.split()!r}, not the string {extra_args!r}")
+    return [str(a) for a in extra_args]
 
 
 def fresh(infos: dict, records: list["Record"], key=lambda job_id: job_id) -> dict:

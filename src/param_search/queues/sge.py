@@ -21,7 +21,7 @@ from ..lifecycle import Vanished, apply
 from ..proc import call
 from ..states import ACTIVE_STATES, FAILED
 from . import sge_text as text
-from .batch import BatchQueue
+from .batch import BatchQueue, arg_list
 
 if TYPE_CHECKING:
     from ..experiment import Experiment
@@ -59,9 +59,7 @@ class SGEQueue(BatchQueue):
                  submit_timeout: float = 120.0):
         if mem is not None and h_vmem is not None:
             raise OptionError("give the memory limit once: mem= is another name for h_vmem=")
-        if isinstance(extra_args, str):
-            raise OptionError(f"extra_args must be a list of qsub arguments, e.g. {extra_args.split()!r}")
-        options = text.resource_options(queue, pe, slots, h_rt, h_vmem or mem, project) + list(extra_args)
+        options = text.resource_options(queue, pe, slots, h_rt, h_vmem or mem, project) + arg_list(extra_args, "qsub")
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
         self._errored: list["Record"] = []
 

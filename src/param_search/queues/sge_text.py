@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import OptionError, QueueError
+from ..states import signal_name
 
 DEFAULT_MAX_AJ_TASKS = 75000
 #: qsub options param_search sets itself; found in ``#$`` directives they are dropped.
@@ -25,7 +26,6 @@ _NO_VALUE = ("-cwd", "-terse")
 _LETTERS = set("dEhrRsStTqw")
 _QACCT_LINE = re.compile(r"^(\w+)\s+(.*?)\s*$")
 _FAILED = re.compile(r"^(\d+)\s*(?::\s*(.*))?$")
-_SIGNALS = {sig.value: sig.name[3:] for sig in signal.Signals}
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _QIM_PREFIX = re.compile(r"^\d\d/\d\d/\d{4} \d\d:\d\d:\d\d \[[^\]]*\]:\s*(?:error:\s*)?")
 _QACCT_GONE = re.compile(r"^error: job (id \S+|name .*) not found$|^no jobs running since startup$"
@@ -201,7 +201,7 @@ def qacct_state(failed: int, status: int, category: str, wallclock: str) -> tupl
     """(state, exit code, signal) from qacct's ``failed`` and ``exit_status``: failed 0 is the
     script's own exit, 37 a limit kill by sge_execd, 100 qdel or any outside kill (indistinguishable),
     others a job that could not start (file errors)."""
-    killed = _SIGNALS.get(status - 128, str(status - 128)) if status > 128 else None
+    killed = signal_name(status - 128) if status > 128 else None
     if failed == 0:
         return ("COMPLETED", 0, None) if status == 0 else ("FAILED", status, killed)
     if failed == 37:

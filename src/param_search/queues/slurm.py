@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import QueueError
 from ..proc import call
-from ..states import UNKNOWN
-from .batch import BatchQueue, chunks, lines
+from ..states import UNKNOWN, signal_name
+from .batch import BatchQueue, arg_list, chunks, lines
 from .snapshot import array_ids, per_value, snapshot_infos, snapshot_types
 
 if TYPE_CHECKING:
@@ -72,19 +72,20 @@ class SlurmQueue(BatchQueue):
                  max_array_size: int | None = None, submit_timeout: float = 120.0):
         named = {"partition": partition, "time": time, "mem": mem, "cpus-per-task": cpus_per_task,
                  "gres": gres, "account": account, "qos": qos, "constraint": constraint}
-        options = [f"--{k}={v}" for k, v in named.items() if v is not None] + list(extra_args)
+        options = [f"--{k}={v}" for k, v in named.items() if v is not None] + arg_list(extra_args, "sbatch")
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     def own_options(self, options: list[str]) -> list[str]:
         return _drop_own_options(options)
 
     def discover_max_array_size(self) -> int:
-        return parse_max_array_size(call(["scontrol", "show", "config"]))
+        return parse_max_array_size(self.call_patiently(["scontrol", "show", "config"],
+                                                        "scontrol show config failed"))
 
     def submit_argv(self, exp: "Experiment", name: str, map_path: str, size: int,
                     directives: list[str]) -> list[str]:
         argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={exp.work_dir}",
-                f"--output={exp.state_dir}/batches/{name}_%a.log", *directives, *self.options]
+                f"--output={exp.state_dir.replace('%', '%%')}/batches/{name}_%a.log", *directives, *self.options]
         if self.array:
             throttle = f"%{self.max_running}" if self.max_running else ""
             argv.append(f"--array=0-{size - 1}{throttle}")
@@ -223,11 +224,12 @@ def parse_sacct(text: str) -> dict[str, dict]:
         job_id, _raw, _name, state, exit_code, _elapsed, node, submit, start, end = fields[:10]
         native = state.split()[0] if state else ""
         code, _, sig = exit_code.partition(":")
+        killed = sig.isdigit() and sig != "0"   # "0:9": its shell was killed by signal 9
         info = {
             "state": NATIVE_STATES.get(native, "UNKNOWN"), "native": native, "reason": None,
             "node": None if node in ("", "None assigned") else node,
-            "exit_code": int(code) if code.isdigit() else None,
-            "signal": sig if sig not in ("", "0") else None,
+            "exit_code": 128 + int(sig) if killed else int(code) if code.isdigit() else None,
+            "signal": signal_name(int(sig)) if killed else None,
             "submit": _epoch(submit), "start": _epoch(start), "end": _epoch(end),
         }
         for task_id in expand_array_id(job_id):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CommandError
 from ..proc import call
-from .batch import BatchQueue, chunks
+from .batch import BatchQueue, arg_list, chunks
 from .torque_text import (
     DEFAULT_MAX_ARRAY_SIZE, array_spec, chunks_in_qstat, driver_text, drop_own_options, id_key,
     parse_max_array_size, parse_qstat_full, parse_qsub, qdel_ids, qsub_argv, query_ids,
@@ -71,7 +71,7 @@ class TorqueQueue(BatchQueue):
                  nodes: int | None = None, ppn: int | None = None, account: str | None = None,
                  extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
                  max_array_size: int | None = None, submit_timeout: float = 120.0):
-        options = queue_options(queue, walltime, mem, nodes, ppn, account) + list(extra_args)
+        options = queue_options(queue, walltime, mem, nodes, ppn, account) + arg_list(extra_args, "qsub")
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     def own_options(self, options: list[str]) -> list[str]:

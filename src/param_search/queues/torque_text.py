@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import QueueError
-from ..states import ENDED, FINAL_STATES
+from ..states import ENDED, FINAL_STATES, signal_name
 
 if TYPE_CHECKING:
     from ..record import Record
@@ -251,7 +250,7 @@ def exit_status_state(code: int) -> tuple[str, int | None, str | None]:
     if 0 < code <= 256:
         return "FAILED", code, None
     if code > 256:
-        name = _signal_name(code - 256)
+        name = signal_name(code - 256)
         return ("CANCELLED" if name in ("TERM", "KILL", "INT") else "FAILED"), None, name
     return TORQUE_EXIT_STATES.get(code, "NODE_FAIL"), code, None
 
@@ -283,13 +282,6 @@ def _int(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name[3:]
-    except ValueError:
-        return str(number)
 
 
 def _epoch(text: str | None) -> float | None:
