@@ -80,3 +80,123 @@ def test_a_rebuilt_index_recovers_queued_local_jobs_from_the_batch_files(in_tmp)
         jobs = ps.status(".")
     assert set(jobs.job_state) == {"PENDING"} and set(jobs.queue) == {"local"}
     assert set(ps.wait(".", timeout=60, progress=False).job_state) == {"COMPLETED"}
+
+
+def test_a_record_follows_the_copy_of_an_attempt_that_claimed_it(in_tmp):
+    """If a scheduler ever holds two copies of one attempt, the second exits without running;
+    the record must follow the first (the one named in the status file's start line)."""
+    from param_search.attempts import observe
+
+    _sweep(wait=False)
+    exp = Experiment.open(".")
+    record = exp.load_records()["job_0"]
+    record.update(state="RUNNING", attempt=1, job_id="200_0", queue="slurm")
+    with open("job_0/job.1.status", "w") as f:
+        f.write("start 1800000000.5 4242 0 node7 100_0\n")
+    observe(exp, record)
+    assert (record["job_id"], record["node"], record["state"]) == ("100_0", "node7", "RUNNING")
+    record.update(job_id="100[0]")       # the same task spelled the Torque way: kept as it is
+    observe(exp, record)
+    assert record["job_id"] == "100[0]"
+
+
+class _TimeoutQueue(ps.LocalQueue):
+    """A queue whose submission times out after the queue may have taken the jobs."""
+
+    def submit(self, exp, records, scripts=None):
+        raise ps.QueueError("submit timed out")
+
+
+class _RefusingQueue(ps.LocalQueue):
+    def submit(self, exp, records, scripts=None):
+        raise ps.RefusedError("no, thank you")
+
+
+def test_an_unknown_outcome_leaves_the_jobs_submitting_and_they_are_found_again(in_tmp):
+    with pytest.raises(ps.QueueError, match="timed out"):
+        ps.submit("echo {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), use=_TimeoutQueue(), progress=False)
+    assert set(ps.load(".").job_state) == {"SUBMITTING"}
+    jobs = ps.wait(".", timeout=60, progress=False)   # the local queue finds and runs them
+    assert set(jobs.job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
+
+
+def test_a_refused_resubmission_is_no_sent_attempt_after_a_rebuild(in_tmp):
+    ps.submit("exit 3\n", "job_{i}", ps.ParamSpace(i=range(2)), progress=False)
+    with pytest.raises(ps.RefusedError):
+        ps.resubmit(".", use=_RefusingQueue())
+    assert list(ps.load(".").job_state) == ["FAILED", "FAILED"]
+    members = sorted(glob.glob(".param_search/batches/*.jobs"))
+    assert len(members) == 1                      # the refused batch's list is gone
+    os.remove(".param_search/index.arrow")
+    with pytest.warns(UserWarning, match="rebuilt"):
+        jobs = ps.status(".")
+    assert list(jobs.job_state) == ["FAILED", "FAILED"] and list(jobs.attempt) == [1, 1]
+
+
+def test_a_damaged_member_list_does_not_block_the_experiment(in_tmp):
+    _sweep()
+    path, = glob.glob(".param_search/batches/*.jobs")
+    with open(path, "a") as f:
+        f.write("job_9\n\x00garbage\tx\n")
+    os.remove(".param_search/index.arrow")
+    with pytest.warns(UserWarning, match="rebuilt"):
+        assert set(ps.status(".").job_state) == {"COMPLETED"}
+
+
+def test_a_loaded_table_survives_its_index_file_being_truncated_or_overwritten(in_tmp):
+    """A notebook kernel holding a ps.load table must never die of SIGBUS because the index
+    file under it was cut short or overwritten in place."""
+    import subprocess
+    import sys
+
+    _sweep()
+    code = ("import param_search as ps, os\n"
+            "t = ps.load('.')\n"
+            "open('.param_search/index.arrow', 'r+b').truncate(10)\n"
+            "print(t.exit_code.sum(), ''.join(t.job_name), t.stdout.str.len().sum(), t.started.max())\n"
+            "open('.param_search/index.arrow', 'wb').write(b'x' * 100)\n"
+            "print(t.i.sum(), ''.join(t.job_dir)[:5])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.splitlines()[0].startswith("0 job_0job_1job_2")
+
+
+def test_an_index_copied_from_another_experiment_is_not_taken(in_tmp):
+    _sweep(work_dir="a")
+    ps.submit("echo {k}\n", "other_{k}", ps.ParamSpace(k=range(2)), work_dir="b", progress=False)
+    shutil.copy("a/.param_search/index.arrow", "b/.param_search/index.arrow")
+    with pytest.warns(UserWarning, match="belongs to another experiment"):
+        assert list(ps.load("b").job_name) == ["other_0", "other_1"]
+
+
+def test_a_table_mixing_two_experiments_is_refused(in_tmp):
+    import pandas as pd
+
+    a = _sweep(work_dir="a")
+    b = ps.submit("echo {i}\n", "job_{i}", ps.ParamSpace(i=range(2)), work_dir="b", progress=False)
+    both = pd.concat([a, b], ignore_index=True)
+    with pytest.raises(ps.ExperimentError, match="jobs of 2 experiments"):
+        ps.status(both)
+    assert len(ps.status(pd.concat([a.iloc[:1], a.iloc[1:]]))) == 3   # one experiment: fine
+
+
+def test_replacing_a_job_moves_its_old_outputs_aside(in_tmp):
+    script = "echo 'loss' > job_{i}.metrics; echo {i} >> job_{i}.metrics\n"
+    ps.submit(script, "job_{i}", ps.ParamSpace(i=range(2)), progress=False)
+    failing = "exit 1\n# changed\n"
+    with pytest.warns(UserWarning, match="metrics not read for 2 of 2 jobs"):
+        jobs = ps.submit(failing, "job_{i}", ps.ParamSpace(i=range(2)), progress=False, replace=True)
+        assert set(jobs.job_state) == {"FAILED"}
+        with pytest.raises(ps.MetricsError):
+            ps.metrics(jobs)                     # the old attempts' rows are not the new ones'
+    assert glob.glob("job_0/.replaced-*/job_0.metrics")
+
+
+def test_plot_says_why_it_cannot_draw(in_tmp):
+    import pandas as pd
+
+    table = pd.DataFrame({"lr": [1, 2], "name": ["a", "b"], "loss": [0.5, 0.4]})
+    with pytest.raises(ps.ColumnError, match="'name' holds no numbers"):
+        ps.plot(table, x="lr", y="name")
+    with pytest.raises(ps.MetricsError, match="empty"):
+        ps.plot(table.iloc[:0], x="lr", y="loss")

@@ -1,7 +1,6 @@
 """The Arrow index: records survive the round trip, the table has the right columns."""
 import json
 import math
-import mmap
 import os
 import shutil
 
@@ -107,32 +106,6 @@ def test_the_table_can_be_edited(tmp_path):
         jobs.loc[1, "exit_code"] = 7
         jobs.loc[0, "started"] = pd.Timestamp("2026-01-01")
         assert (jobs.i[0], jobs.attempt[0], jobs.exit_code[1]) == (10, 5, 7)
-
-
-def test_network_filesystems_are_read_not_mapped(tmp_path, monkeypatch):
-    ps.submit("exit {i}\n", "job_{i}", ps.ParamSpace(i=range(3)), work_dir=tmp_path)
-    mapped_calls = []
-
-    class Spy:   # index_file's mmap module, recording each mapping it makes
-        ACCESS_COPY = mmap.ACCESS_COPY
-
-        @staticmethod
-        def mmap(*args, **kwargs):
-            mapped_calls.append(args)
-            return mmap.mmap(*args, **kwargs)
-
-    monkeypatch.setattr(index_file, "mmap", Spy)
-    mapped = ps.load(tmp_path)
-    assert len(mapped_calls) == 1        # a local disk: the index is mapped (the spy sees it)
-    monkeypatch.setattr(index_file, "LOCAL_FILESYSTEMS", frozenset())
-    read = ps.load(tmp_path)
-    assert len(mapped_calls) == 1        # a network filesystem: read, not mapped
-    pd.testing.assert_frame_equal(mapped, read)
-
-
-def test_the_filesystem_type_is_read_from_mountinfo(tmp_path):
-    kind = index_file.filesystem_type(os.stat(tmp_path).st_dev)
-    assert kind and " " not in kind
 
 
 def test_a_read_error_is_raised_not_taken_for_a_lost_index(tmp_path, monkeypatch):

@@ -174,3 +174,14 @@ def test_unknown_option_lists_the_valid_ones(in_tmp):
     with pytest.raises(ps.OptionError, match="slots=4 needs a parallel environment"):
         ps.submit("true", "j_{x}", ps.ParamSpace(x=[1]), use="sge", slots=4)
     assert not os.listdir(in_tmp)
+
+
+def test_a_job_deleted_outside_param_search_while_pending_is_concluded(in_tmp, monkeypatch):
+    monkeypatch.setattr(ps.SGEQueue, "vanish_grace", 2.0)
+    jobs = ps.submit("echo hi\n", "job_{x}", ps.ParamSpace(x=[1]), use="sge", array=False,
+                     extra_args=["-h"])
+    subprocess.run(["qdel", jobs.job_id[0]], check=True, capture_output=True)
+    first = ps.status(jobs).iloc[0]
+    assert first.job_state == "PENDING" and first.reason.startswith("not listed by the scheduler since")
+    row = _wait(jobs, timeout=60).iloc[0]
+    assert row.job_state == "CANCELLED" and "removed from the queue before it started" in row.error

@@ -345,3 +345,22 @@ def test_submit_and_wait_ride_out_a_controller_outage(in_tmp):
     finally:
         restart.join()
     assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"] and list(jobs.stdout) == ["done\n"] * 2
+
+
+@pytest.mark.slow
+def test_with_accounting_down_a_time_limit_is_timeout_not_cancelled(in_tmp):
+    """The wrapper sees SIGTERM at the time limit (its exit line says TERM); squeue says
+    TIMEOUT at that moment, and that is taken, with slurmdbd stopped for real."""
+    pid = int(open("/var/lib/param-search-slurm/run/slurmdbd.pid").read().strip())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        jobs = ps.submit("echo working\nsleep 300\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
+                         time="0:01:00")
+        row = _wait(jobs, timeout=240).iloc[0]
+        assert "TERM" in (in_tmp / "job_1" / "job.1.status").read_text()
+        assert subprocess.run(["sacct", "-n", "-j", row.job_id], capture_output=True).returncode != 0
+    finally:
+        subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
+                       capture_output=True, timeout=300)
+    assert row.job_state == "TIMEOUT" and row.exit_code == 143
+    assert list(ps.status(".").job_state) == ["TIMEOUT"]

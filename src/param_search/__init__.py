@@ -10,8 +10,7 @@ point to Slurm or your own machine, come back later to check, resubmit and colle
 """
 from .api import cancel, load, resubmit, status, submit, wait
 from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, MetricsError, OptionError,
-                     ParamSearchError,
-                     ParamSpaceError, QueueError, TemplateError)
+                     ParamSearchError, ParamSpaceError, QueueError, RefusedError, TemplateError)
 from .metrics import metrics
 from .plot import plot
 from .queues.base import Queue
@@ -36,5 +35,5 @@ __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
     "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "SGEQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
-    "OptionError", "ColumnError",
+    "OptionError", "ColumnError", "RefusedError",
 ]

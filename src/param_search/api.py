@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import ConflictError, ExperimentError, ParamSearchError, QueueError
+from .errors import ConflictError, ExperimentError, ParamSearchError, QueueError, RefusedError
+from .files import token
 from .experiment import Experiment, conflict_message
 from .record import Record, new_record, script_digest
 from .attempts import finalize
 from .lifecycle import Handed, Refused, apply
 from .queues.base import Queue
-from .queues.registry import DEFAULT, make_queue, queue_for
+from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
 from .render import RenderedJob, render_jobs
 from .space import as_points
 from .states import (
@@ -153,8 +154,13 @@ def _setup(exp: Experiment, records: dict[str, Record], plan: dict[str, list]) -
 def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[RenderedJob],
           overrides: dict[str, Any] | None = None) -> None:
     """Hand jobs to the queue, recording the intent (and the queue's settings) before and
-    the outcome after. Records the queue refused are restored as they were."""
-    batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}"
+    the outcome after.
+
+    Records the queue definitely refused are restored as they were. If the outcome is
+    unknown (a timeout, Ctrl-C, a crash) the records stay SUBMITTING: the next call asks
+    the queue for them by name (``reconcile``), so nothing is lost or run twice.
+    """
+    batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}-{token(2)}"
     sending = [records[j.job_name] for j in jobs]
     if not sending:
         return
@@ -162,16 +168,25 @@ def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[
     before = {r["job_name"]: dict(r) for r in sending}
     now = time.time()
     for record in sending:
-        apply(record, Handed(queue.name, batch, now))
+        if not apply(record, Handed(queue.name, batch, now)):
+            raise ExperimentError(f"job {record['job_name']!r} is still {record['state']}: not sent again")
     exp.save_batch(batch, queue.name, queue.settings, overrides)
     exp.save_members(batch, sending)
     exp.save_records(records)
+    refused = True
     try:
         scripts = [j.script for j in jobs] if all(j.script for j in jobs) else None
         queue.submit(exp, sending, scripts)
+    except RefusedError:
+        raise
+    except BaseException:
+        refused = False
+        raise
     finally:
-        for record in sending:
-            apply(record, Refused(before[record["job_name"]]))   # taken only if never sent
+        if refused:   # what the queue did not take goes back as it was
+            for record in sending:
+                apply(record, Refused(before[record["job_name"]]))
+            exp.save_members(batch, [r for r in sending if r["batch"] == batch])
         exp.save_records(records)
 
 
@@ -384,7 +399,7 @@ def _queues_again(exp: Experiment, records: list[Record], use: "str | Queue | No
         return [(make_queue(use, **overrides), records)] if records else []
     groups: dict[str, tuple[Queue, list[Record]]] = {}
     for record in records:
-        name = str(use or record["queue"] or DEFAULT)
+        name = queue_class(str(use or record["queue"] or DEFAULT)).name
         stored = exp.batch_settings(record["batch"]) if record["batch"] else None
         settings = stored["settings"] if stored and stored.get("queue") == name else {}
         settings = {**settings, **overrides}

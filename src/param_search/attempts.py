@@ -152,9 +152,17 @@ def observe(exp: "Experiment", record: "Record") -> None:
         return
     started, ended = read_status(exp.attempt_path(record, "status"))
     if started is not None and started.started and (record["started"] is None or ended is None):
-        apply(record, Started(started.started, started.host, started.scheduler_id or None))
+        claimant = started.scheduler_id if _other_job(started.scheduler_id, record["job_id"]) else None
+        apply(record, Started(started.started, started.host, claimant))
     if ended is not None:
         apply(record, Exited(ended.exit_code, ended.ended, ended.signal))
+
+
+def _other_job(claimant: str, job_id: str | None) -> bool:
+    """Whether the scheduler job that claimed an attempt is not the one the record follows
+    (ids compared by their numbers: ``123[4]`` and ``123_4`` are the same task). A second
+    copy of an attempt exits without running; the record must follow the first."""
+    return bool(claimant) and (job_id is None or re.findall(r"\d+", claimant)[:2] != re.findall(r"\d+", job_id)[:2])
 
 
 def finalize(exp: "Experiment", record: "Record") -> None:
@@ -162,9 +170,9 @@ def finalize(exp: "Experiment", record: "Record") -> None:
     if record["attempt"]:
         record["stdout"] = read_tail(exp.attempt_path(record, "out"))
         record["stderr"] = read_tail(exp.attempt_path(record, "err"))
-    why = record["reason"] if record["state"] in FINAL_STATES else None
-    record["error"] = error_line(record["state"], record["exit_code"], record["stderr"] or "",
-                                 record["signal"]) or why or ""
+    why = record["reason"] if record["state"] in FINAL_STATES else None   # e.g. how it vanished
+    found = error_line(record["state"], record["exit_code"], record["stderr"] or "", record["signal"])
+    record["error"] = why if why and found in ("", _STATE_TEXT.get(record["state"])) else found
     record["reason"] = None
     if record["ended"] is None:
         record["ended"] = time.time()

@@ -40,6 +40,15 @@ class QueueError(ParamSearchError):
     """A queue (scheduler) refused a request or could not be reached."""
 
 
+class RefusedError(QueueError):
+    """The scheduler definitely did not take a submission (it refused it, or its command is
+    not installed); a submission whose outcome is unknown (a timeout) raises QueueError."""
+
+
+class CommandNotFoundError(RefusedError):
+    """A scheduler's command is not installed (or not on PATH)."""
+
+
 class CommandError(QueueError):
     """An external command exited with a non-zero code.
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConflictError, ExperimentError
 from . import index_file
 from .files import atomic_write, token, write_file, write_json
-from .identity import params_hash
+from .identity import json_default, params_hash
 from .record import Record, new_record, script_digest
 from .render import STATE_DIR_NAME, RenderedJob
 from .lifecycle import Recovered, apply
@@ -55,6 +55,7 @@ class Experiment:
         self.legacy_index_path = os.path.join(self.state_dir, "index.json")
         self.wrapper = os.path.join(self.state_dir, "wrapper.sh")
         self._batches: dict[str, dict[str, Any]] = {}   # batch settings read so far
+        self._token: str | None = None
         self._lock_depth = 0
         self._lock_fd: int | None = None
 
@@ -106,6 +107,11 @@ class Experiment:
     @property
     def token(self) -> str:
         """A random id of this experiment, used to tag its jobs in a scheduler."""
+        if self._token is None:
+            self._token = self._read_token()
+        return self._token
+
+    def _read_token(self) -> str:
         path = os.path.join(self.state_dir, "experiment.json")
         try:
             with open(path) as f:
@@ -141,7 +147,7 @@ class Experiment:
         if overrides:
             data["overrides"] = overrides
         try:
-            text = json.dumps(data, indent=1, sort_keys=True)
+            text = json.dumps(data, indent=1, sort_keys=True, default=json_default)
         except (TypeError, ValueError) as exc:
             raise ExperimentError(
                 f"the {queue} queue's settings {settings!r} cannot be stored as JSON ({exc}); "
@@ -201,7 +207,7 @@ class Experiment:
     def load_index(self) -> "pa.Table":
         """The index as an Arrow table (see index_file.py), rebuilt from job folders if it is lost."""
         try:
-            return index_file.read(self.index_path)
+            index = index_file.read(self.index_path)
         except FileNotFoundError:
             if os.path.exists(self.legacy_index_path):
                 return self._migrate_legacy_index()
@@ -209,6 +215,10 @@ class Experiment:
         except ValueError as exc:   # not a whole index file (an OSError is no verdict on it)
             return index_file.from_records(list(self._rebuild_if_jobs(f"is unreadable ({exc})").values()),
                                      self.work_dir)
+        if index_file.token_of(index) not in (None, self.token):
+            why = f"belongs to another experiment (token {index_file.token_of(index)}, not {self.token})"
+            return index_file.from_records(list(self._rebuild_if_jobs(why).values()), self.work_dir)
+        return index
 
     def _migrate_legacy_index(self) -> "pa.Table":
         """Convert the JSON index of param_search 0.2 (``index.json``) to the Arrow one."""
@@ -226,7 +236,7 @@ class Experiment:
 
     def save_index(self, index: "pa.Table") -> None:
         """Atomically replace the index with an index table (see index_file.py)."""
-        index_file.write(self.index_path, index)
+        index_file.write(self.index_path, index_file.with_token(index, self.token))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Record]]:
@@ -280,9 +290,20 @@ class Experiment:
 
     def save_members(self, batch: str, records: list[Record]) -> None:
         """List which attempt of which job a batch sends (``<batch>.jobs``), before it goes
-        out, so that a rebuilt index knows every attempt's batch and queue."""
-        lines = "".join(f"{r['job_name']}\t{r['attempt']}\n" for r in records)
-        write_file(os.path.join(self.state_dir, "batches", f"{batch}.jobs"), lines)
+        out, so that a rebuilt index knows every attempt's batch and queue; rewritten without
+        the attempts the queue refused (removed if it took none)."""
+        path = os.path.join(self.state_dir, "batches", f"{batch}.jobs")
+        if records:
+            atomic_write(path, "".join(f"{r['job_name']}\t{r['attempt']}\n" for r in records))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def drop_members(self, batch: str, names: set[str]) -> None:
+        """Take jobs whose attempt the batch's queue never got out of its member list."""
+        path = os.path.join(self.state_dir, "batches", f"{batch}.jobs")
+        kept = [{"job_name": n, "attempt": a} for n, a in _read_members(path) if n not in names]
+        self.save_members(batch, kept)
 
     def _batch_members(self) -> dict[tuple[str, int], tuple[str, float]]:
         """(job name, attempt) -> (its batch, when that batch was written)."""
@@ -291,12 +312,10 @@ class Experiment:
             entries = list(os.scandir(os.path.join(self.state_dir, "batches")))
         except FileNotFoundError:
             return found
-        for entry in entries:
+        for entry in sorted(entries, key=lambda e: e.name):   # batch names sort by time: latest wins
             if entry.name.endswith(".jobs"):
-                with open(entry.path) as f:
-                    rows = [line.rstrip("\n").split("\t") for line in f]
                 sent = entry.stat().st_mtime
-                found.update({(name, int(n)): (entry.name[:-5], sent) for name, n in rows if n.isdigit()})
+                found.update({member: (entry.name[:-5], sent) for member in _read_members(entry.path)})
         return found
 
     def record_from_dir(self, job_name: str) -> Record:
@@ -342,8 +361,17 @@ class Experiment:
         write_file(f"{job_dir}/params.json", job.params_json())
 
     def replace_job(self, job: RenderedJob) -> None:
-        """Overwrite an existing job's params.json and script (``replace=True``)."""
+        """Overwrite an existing job's params.json and script (``replace=True``), moving what
+        its earlier attempts wrote (metrics, outputs) into ``.replaced-<time>/``, so that it
+        is never read as the new job's."""
         job_dir = self.job_dir(job.job_name)
+        old = [n for n in os.listdir(job_dir) if not n.startswith(".") and n not in ("params.json", "job.sh")
+               and not (n.startswith("job.") and n.split(".")[1].isdigit())]
+        if old:
+            aside = os.path.join(job_dir, f".replaced-{int(time.time() * 1000)}")
+            os.mkdir(aside)
+            for name in old:
+                os.replace(os.path.join(job_dir, name), os.path.join(aside, name))
         atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
         atomic_write(os.path.join(job_dir, "params.json"), job.params_json())
 
@@ -359,6 +387,16 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
         "different script; use a new work_dir for the changed sweep, or pass replace=True to "
         "overwrite the jobs that changed (their old results are then stale)"
     )
+
+
+def _read_members(path: str) -> list[tuple[str, int]]:
+    """(job name, attempt) per line of a batch's member list; damaged lines are skipped."""
+    try:
+        with open(path) as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+    except FileNotFoundError:
+        return []
+    return [(row[0], int(row[1])) for row in rows if len(row) == 2 and row[1].isdigit()]
 
 
 def write_map(path: str, lines: list[tuple[str, int, str]]) -> None:

@@ -9,12 +9,14 @@ scheduler without a trace); the rules that turn those facts into states live her
                     |  Unsent: back to NEW (the queue never got it)                |
     any active state --Verdict (the scheduler's word) / Cancelled / Vanished -------+
 
-A final record is only changed by a Verdict only the scheduler can give (TIMEOUT,
-OUT_OF_MEMORY, ...) or by Handed, which starts the next attempt.
+A final record never becomes active again but by Handed, which starts the next attempt; a
+Verdict may still replace its state by a final one only the scheduler can give (TIMEOUT,
+OUT_OF_MEMORY, ...), or by any final one if the job recorded no exit code itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .record import ATTEMPT_FIELDS
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Signals that mean someone stopped the job on purpose (the wrapper records them).
 CANCEL_SIGNALS = ("TERM", "INT")
+#: The reason of a record whose scheduler no longer lists it, followed by an ISO time.
+UNLISTED = "not listed by the scheduler since "
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class Refused:
 
 @dataclass(frozen=True)
 class Unsent:
-    """A dead controller's attempt that the queue never got: the job is NEW again."""
+    """A dead controller's attempt that the queue never got: back to the attempt before (NEW
+    if there was none; else UNKNOWN until its files are read)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Started:
-    """The attempt runs (``at``: start time, if known; ``node``, ``job_id`` if learnt)."""
+    """The attempt runs (``at``: start time, if known; ``node``; ``job_id``: the scheduler job
+    that claimed it, when that is not the one the record follows)."""
     at: float | None = None
     node: str | None = None
     job_id: str | None = None
@@ -118,13 +124,20 @@ class Recovered:
 
 
 @dataclass(frozen=True)
+class Unlisted:
+    """The scheduler no longer lists the attempt and nothing says how it ended (yet): the
+    record's reason says since when (see :func:`unlisted_since`)."""
+    at: float
+
+
+@dataclass(frozen=True)
 class Requeued:
     """The attempt goes back to waiting (e.g. a local runner handed it back unstarted)."""
     reason: str | None = None
 
 
 Event = (Handed | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
-         | Vanished | Recovered | Requeued)
+         | Vanished | Recovered | Unlisted | Requeued)
 
 
 def apply(record: "Record", event: Event) -> bool:
@@ -144,7 +157,9 @@ def apply(record: "Record", event: Event) -> bool:
     elif isinstance(event, Unsent):
         if state != SUBMITTING:
             return False
-        record.update(state=NEW, attempt=record["attempt"] - 1, queue=None, batch=None, submitted=None)
+        previous = record["attempt"] - 1   # its files tell how it ended, if it ran
+        record.update(state=UNKNOWN if previous else NEW, attempt=previous, queue=None, batch=None,
+                      submitted=None)
     elif isinstance(event, Accepted):
         if state not in (SUBMITTING, UNKNOWN, PENDING):
             return False
@@ -177,6 +192,10 @@ def apply(record: "Record", event: Event) -> bool:
         record.update(attempt=event.attempt, state=UNKNOWN if event.started else SUBMITTING,
                       queue=event.queue or record["queue"], batch=event.batch or record["batch"],
                       submitted=event.submitted or record["submitted"])
+    elif isinstance(event, Unlisted):
+        if not active or unlisted_since(record) is not None:
+            return False
+        record["reason"] = UNLISTED + datetime.fromtimestamp(event.at).isoformat(timespec="seconds")
     elif isinstance(event, Requeued):
         if state not in (RUNNING, PENDING, UNKNOWN):
             return False
@@ -184,6 +203,17 @@ def apply(record: "Record", event: Event) -> bool:
     else:
         raise TypeError(f"not a lifecycle event: {event!r}")
     return True
+
+
+def unlisted_since(record: "Record") -> float | None:
+    """Since when the scheduler no longer lists the record's attempt (None: it does)."""
+    reason = record["reason"] or ""
+    if not reason.startswith(UNLISTED):
+        return None
+    try:
+        return datetime.fromisoformat(reason[len(UNLISTED):]).timestamp()
+    except ValueError:
+        return None
 
 
 def _exit_state(exit_code: int | None, signal: str | None) -> str:
@@ -195,7 +225,7 @@ def _exit_state(exit_code: int | None, signal: str | None) -> str:
 def _start(record: "Record", event: Started) -> bool:
     if record["state"] not in (SUBMITTING, PENDING, UNKNOWN, RUNNING):
         return False
-    if event.job_id and not record["job_id"]:
+    if event.job_id:   # the scheduler job that claimed the attempt (see attempts.observe)
         record["job_id"] = event.job_id
     record.update(state=RUNNING, reason=None, started=event.at or record["started"],
                   node=event.node or record["node"])
@@ -205,11 +235,12 @@ def _start(record: "Record", event: Started) -> bool:
 def _verdict(record: "Record", event: Verdict) -> bool:
     """The scheduler's word. The job's own exit code (from its status file) wins, except for
     the verdicts only the scheduler can give (TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...)."""
-    has_exit = record["exit_code"] is not None and record["state"] in FINAL_STATES
-    if event.state == UNKNOWN or (has_exit and event.state not in SCHEDULER_VERDICTS):
+    final = record["state"] in FINAL_STATES
+    has_exit = record["exit_code"] is not None and final
+    if event.state == UNKNOWN or record["state"] == NEW or (has_exit and event.state not in SCHEDULER_VERDICTS):
         return False
-    if record["state"] == NEW:
-        return False
+    if final and event.state not in FINAL_STATES:
+        return False   # an ended job never runs again (a stale answer, or one still completing)
     record["state"] = event.state
     record["reason"] = event.reason if event.state == PENDING else None
     record["node"] = event.node or record["node"]

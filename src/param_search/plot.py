@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ColumnError
+from .errors import ColumnError, MetricsError
 
 
 def plot(metrics: pd.DataFrame, x: Sequence[str] | str, y: Sequence[str] | str,
@@ -21,6 +21,12 @@ def plot(metrics: pd.DataFrame, x: Sequence[str] | str, y: Sequence[str] | str,
 
     xs, ys = _as_list(x), _as_list(y)
     _check_columns(metrics, [*xs, *ys] + ([hue] if hue else []))
+    if not len(metrics):
+        raise MetricsError("the metrics table is empty: nothing to plot (did ps.metrics read any file?)")
+    for y_name in ys:
+        if pd.to_numeric(metrics[y_name], errors="coerce").isna().all():
+            raise ColumnError(f"column {y_name!r} holds no numbers, so it cannot be plotted on a y "
+                              f"axis (values like {metrics[y_name].iloc[0]!r}); pick a numeric column")
     fig, axes = plt.subplots(len(ys), len(xs), figsize=(width * len(xs), height * len(ys)),
                              squeeze=False, constrained_layout=True)
     for row, y_name in enumerate(ys):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import CommandError, QueueError
+from .errors import CommandError, CommandNotFoundError, QueueError
 
 
 def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) -> str:
@@ -13,7 +13,8 @@ def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) 
 
     Raises:
         CommandError: the command exited non-zero (carries argv, code, stdout, stderr).
-        QueueError: the program is not installed or did not finish within ``timeout``.
+        CommandNotFoundError: the program is not installed.
+        QueueError: it did not finish within ``timeout``.
     """
     import subprocess
 
@@ -23,7 +24,7 @@ def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) 
             argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
     except FileNotFoundError as exc:
-        raise QueueError(f"{argv[0]!r} was not found: is the scheduler installed and on PATH?") from exc
+        raise CommandNotFoundError(f"{argv[0]!r} was not found: is the scheduler installed and on PATH?") from exc
     except subprocess.TimeoutExpired as exc:
         raise QueueError(f"command {' '.join(argv)!r} did not finish within {timeout:g} s") from exc
     if done.returncode != 0:

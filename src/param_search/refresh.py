@@ -62,8 +62,13 @@ def reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
     stuck = [r for r in records if r["state"] == SUBMITTING]
     for name, group in _by_queue(stuck):
         queue_for(exp, name, latest_batch(group)).reconcile(exp, group)
+    unsent: dict[str, set[str]] = {}
     for record in stuck:
-        apply(record, Unsent())
+        batch = record["batch"]
+        if apply(record, Unsent()) and batch:
+            unsent.setdefault(batch, set()).add(record["job_name"])
+    for batch, names in unsent.items():
+        exp.drop_members(batch, names)   # so that a rebuilt index does not count them as sent
     return stuck
 
 

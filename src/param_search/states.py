@@ -65,8 +65,3 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name[3:]
     except ValueError:
         return str(number)
-
-
-def state_from_exit_code(exit_code: int) -> JobState:
-    """The state of an attempt that recorded its own exit code."""
-    return JobState.COMPLETED if exit_code == 0 else JobState.FAILED

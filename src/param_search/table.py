@@ -167,5 +167,11 @@ def work_dir_of(jobs: pd.DataFrame) -> str:
     if work_dir:
         return work_dir
     if "job_dir" in jobs and len(jobs):
-        return os.path.dirname(jobs["job_dir"].iloc[0])
+        folders = jobs["job_dir"].str.rsplit("/", n=1).str[0].unique()
+        if len(folders) > 1:
+            raise ExperimentError(
+                f"this table holds jobs of {len(folders)} experiments ({', '.join(map(str, folders[:3]))}); "
+                "call the function for each experiment's rows (e.g. grouped by the job_dir's folder)"
+            )
+        return str(folders[0])
     raise ExperimentError("this table has no job_dir column; pass the jobs table that ps.submit returned")

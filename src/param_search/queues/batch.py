@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..attempts import observe
-from ..errors import CommandError, OptionError, QueueError
+from ..errors import CommandError, OptionError, QueueError, RefusedError
 from ..experiment import read_map, write_map
-from ..lifecycle import Accepted, Cancelled, Vanished, apply, verdict_of
+from ..lifecycle import Accepted, Cancelled, Unlisted, Vanished, apply, unlisted_since, verdict_of
 from ..proc import call
 from ..states import CANCELLED, ENDED, FAILED, FINAL_STATES, PENDING
 from .base import Queue
@@ -53,11 +53,19 @@ class BatchQueue(Queue):
     submit_command: ClassVar[str]
     #: Lower-case fragments of the submit command's transient refusals.
     transient: ClassVar[tuple[str, ...]]
+    #: Lower-case fragments of transient failures after which the jobs may be queued anyway
+    #: (the answer was lost, not the request).
+    ambiguous: ClassVar[tuple[str, ...]] = ("timed out",)
     #: Lower-case fragments of a cancel command's complaint about jobs already gone.
     gone: ClassVar[tuple[str, ...]] = ()
-    #: Whether the status command also lists ended jobs with their outcome (then it is asked
-    #: about final records too, and there is no separate accounting call).
+    #: Whether the status command also lists ended jobs with their outcome (then there is no
+    #: separate accounting call).
     status_lists_ended: ClassVar[bool] = False
+    #: Whether the status command lists every queued or running job (so one it does not list,
+    #: and accounting does not know, has left the scheduler).
+    lists_every_job: ClassVar[bool] = True
+    #: Seconds a job may be unknown to the scheduler without an exit record before it is final.
+    vanish_grace: ClassVar[float] = 300.0
 
     def __init__(self, options: list[str], array: bool, max_running: int | None,
                  max_array_size: int | None, submit_timeout: float):
@@ -130,20 +138,29 @@ class BatchQueue(Queue):
 
     # -- calling -----------------------------------------------------------------------
     def run_submit(self, argv: list[str]) -> str:
-        """Run the submit command, retrying transient refusals for ``submit_timeout`` s."""
-        return self.call_patiently(argv, f"{self.submit_command} refused the jobs")
+        """Run the submit command, retrying transient refusals for ``submit_timeout`` s.
 
-    def call_patiently(self, argv: list[str], failure: str) -> str:
+        Raises RefusedError when the scheduler said no (nothing was queued), QueueError when
+        the outcome is unknown (it kept timing out: the jobs may be queued)."""
+        return self.call_patiently(argv, f"{self.submit_command} refused the jobs", RefusedError)
+
+    def call_patiently(self, argv: list[str], failure: str, refused: type = QueueError) -> str:
         """Run a command, retrying transient failures (the controller restarting, a socket
-        timeout) with backoff for ``submit_timeout`` seconds; then raise QueueError."""
+        timeout) with backoff for ``submit_timeout`` seconds; a definite failure raises
+        ``refused``, transient ones that outlast the timeout QueueError."""
         deadline, delay = time.monotonic() + self.submit_timeout, 0.5
         while True:
             try:
                 return call(argv)
             except CommandError as exc:
                 said = f"{exc.stderr}\n{exc.stdout}".strip()   # some wrappers report on stdout
-                if not any(t in said.lower() for t in self.transient) or time.monotonic() + delay > deadline:
-                    raise QueueError(f"{failure}: {said or exc}") from exc
+                if not any(t in said.lower() for t in self.transient):
+                    raise refused(f"{failure}: {said or exc}") from exc
+                if time.monotonic() + delay > deadline:
+                    if not any(t in said.lower() for t in self.ambiguous):
+                        raise refused(f"{failure} for {self.submit_timeout:g} s: {said or exc}") from exc
+                    raise QueueError(f"{failure} for {self.submit_timeout:g} s (the jobs may be queued; "
+                                     f"the next call finds them by name): {said or exc}") from exc
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -160,8 +177,8 @@ class BatchQueue(Queue):
         return "\n".join(out)
 
     def accounting(self, records: list["Record"]) -> dict[str, dict] | None:
-        """Accounting of the records' jobs; None if there is no usable answer (accounting
-        off or unreachable: an empty answer is never read as failure)."""
+        """Accounting of the records' jobs ({} if it knows none yet); None if there is no
+        usable answer (accounting off or unreachable, never read as a job's failure)."""
         ids = self.query_ids([r["job_id"] for r in records])
         if self.accounting_argv(ids) is None:
             return None
@@ -171,7 +188,7 @@ class BatchQueue(Queue):
                 out.update(self.parse_accounting(call(self.accounting_argv(part))))
             except (CommandError, QueueError):
                 return None
-        return out or None
+        return out
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, exp: "Experiment", records: list["Record"], scripts: Sequence[str] | None = None) -> None:
@@ -239,30 +256,59 @@ class BatchQueue(Queue):
 
     # -- poll --------------------------------------------------------------------------
     def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:
-        """One status call for the jobs that may be queued (or its ``snapshot``), one
-        accounting call for the rest."""
+        """One status call (or its ``snapshot``) for the records, one accounting call for those
+        it does not list and those that ended (the records are those active when the refresh
+        began: one that ended meanwhile may still get a verdict only the scheduler gives)."""
         with_id = [r for r in records if r["job_id"] and self.key(r["job_id"]) is not None]
-        asked = with_id if self.status_lists_ended else [r for r in with_id if r["state"] not in FINAL_STATES]
+        asked = with_id   # final ones too: the wrapper saw SIGTERM, squeue may say TIMEOUT
         infos = fresh(self._status_infos(asked, snapshot), asked, self.key) if asked else {}
+        deferred = []   # FAILED without an exit code: accounting says how (it may lag a little)
         for record in asked:
             info = infos.get(self.key(record["job_id"]))
             if record["state"] == PENDING and (info is None or info["state"] != PENDING):
                 observe(exp, record)   # it left the queue: what did the job record?
-            if info is not None:
+            if info is not None and self.awaits_accounting(info):
+                deferred.append((record, info))
+            elif info is not None:
                 self._apply_info(exp, record, info)
         rest = [r for r in with_id if self.key(r["job_id"]) not in infos or r["state"] in FINAL_STATES]
-        if not rest or self.status_lists_ended:
-            return
-        accounted = self.accounting(rest)
-        if accounted is None:
-            return
-        accounted = fresh(accounted, rest, self.key)
+        rest += [r for r, _ in deferred if r["state"] not in FINAL_STATES]
+        accounted = self.accounting(rest) if rest and not self.status_lists_ended else None
+        for record, info in deferred:
+            if accounted is None:   # no accounting: the status command's word is all there is
+                self._apply_info(exp, record, info)
+        accounted = fresh(accounted, rest, self.key) if accounted else {}
+        now = time.time()
         for record in rest:
             info = accounted.get(self.key(record["job_id"]))
             if info is not None:
                 self._apply_info(exp, record, info)
-            elif record["state"] not in FINAL_STATES and self.vanished(record, accounted):
-                apply(record, Vanished(CANCELLED, time.time(), "cancelled while pending"))
+            elif record["state"] not in FINAL_STATES and self.key(record["job_id"]) not in infos:
+                if accounted and self.vanished(record, accounted):
+                    apply(record, Vanished(CANCELLED, now, "cancelled while pending"))
+                elif self.lists_every_job:
+                    self._unlisted(exp, record, now)
+
+    def _unlisted(self, exp: "Experiment", record: "Record", now: float) -> None:
+        """A job neither status nor accounting knows, which recorded no end: after
+        ``vanish_grace`` seconds (NFS delays, a scheduler restarting) it is final."""
+        observe(exp, record)
+        if record["state"] in FINAL_STATES:
+            return
+        apply(record, Unlisted(now))
+        since = unlisted_since(record)
+        if since is not None and now - since >= self.vanish_grace:
+            if record["started"] is None:
+                apply(record, Vanished(CANCELLED, now, "removed from the queue before it started "
+                                                       "(the scheduler and its accounting know it no more)"))
+            else:
+                apply(record, Vanished(FAILED, now, "vanished from the scheduler without an exit record "
+                                                    "(killed, or its node failed)"))
+
+    def awaits_accounting(self, info: dict) -> bool:
+        """Whether a status answer is better completed by accounting: FAILED without an exit
+        code (accounting has it, maybe a moment later)."""
+        return info["state"] == FAILED and info.get("exit_code") is None and not self.status_lists_ended
 
     def _status_infos(self, records: list["Record"], snapshot: "pa.Table | None") -> dict:
         if snapshot is not None:

@@ -128,8 +128,8 @@ class LocalQueue(Queue):
 
 def _check_running(exp: "Experiment", record: "Record") -> None:
     started = read_start(exp.attempt_path(record, "status"))
-    if started is None or not started.pid:
-        return
+    if started is None or not started.pid or started.scheduler_id:
+        return   # not started yet, or run by a scheduler (not a process of this machine to judge)
     record["job_id"] = str(started.pid)
     if process_alive(started.pid, started.ticks, started.host) is False:
         if read_status(exp.attempt_path(record, "status"))[1] is None:

@@ -56,10 +56,17 @@ def make_queue(use: "str | Queue", **options: Any) -> Queue:
 
 
 def queue_for(exp: "Experiment", name: str | None, batch: str | None = None) -> Queue:
-    """The queue that ``batch`` was submitted to, rebuilt from the settings stored with it
-    (a queue of that name with default settings if the batch stored none)."""
+    """The queue that ``batch`` was submitted to, rebuilt from the settings stored with it.
+
+    A batch that stored none (an older version's), or settings this version no longer
+    accepts, give the queue of that name with default settings: enough to ask about and
+    cancel its jobs, which is what this is used for (``resubmit`` checks settings itself).
+    """
     name = name or DEFAULT
     stored = exp.batch_settings(batch) if batch else None
     if stored is not None and stored.get("queue") == name:
-        return make_queue(name, **stored.get("settings", {}))
+        try:
+            return make_queue(name, **stored.get("settings", {}))
+        except OptionError:
+            pass
     return make_queue(name)

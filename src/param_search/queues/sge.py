@@ -104,13 +104,15 @@ class SGEQueue(BatchQueue):
                 out.update(text.parse_qacct(call(["qacct", "-j", f"{batch}.*"])))
             except CommandError as exc:
                 if not text.qacct_gone(exc.stderr, exc.stdout):
-                    return None
+                    return None   # accounting cannot be read
             except QueueError:
                 return None
-        return out or None
+        return out   # batches with nothing recorded yet add nothing
 
     def vanished(self, record: "Record", accounted: dict) -> bool:
-        """An array task deleted while pending leaves qstat and gets no accounting record."""
+        """An array task deleted while pending leaves qstat and gets no accounting record,
+        while the tasks of its array that ran have one (a whole job deleted while pending
+        leaves no trace at all: it is concluded after ``vanish_grace``)."""
         number = text.job_number(record["job_id"])
         return (record["started"] is None and "." in record["job_id"]
                 and any(text.job_number(i) == number for i in accounted))
@@ -121,6 +123,9 @@ class SGEQueue(BatchQueue):
         super().poll(exp, records, snapshot)
         if self._errored:
             self._give_up(self._errored)
+
+    def awaits_accounting(self, info: dict) -> bool:
+        return "E" not in (info.get("native") or "") and super().awaits_accounting(info)
 
     def _apply_info(self, exp: "Experiment", record: "Record", info: dict) -> None:
         if "E" in (info.get("native") or "") and record["state"] in ACTIVE_STATES:

@@ -66,6 +66,7 @@ class TorqueQueue(BatchQueue):
     transient = TRANSIENT
     gone = ("unknown job", "already", "invalid job id", "invalid state")
     status_lists_ended = True
+    lists_every_job = False   # Slurm's wrapper lists no array task by its index
 
     def __init__(self, queue: str | None = None, walltime: str | None = None, mem: str | None = None,
                  nodes: int | None = None, ppn: int | None = None, account: str | None = None,
