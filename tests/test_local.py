@@ -154,3 +154,35 @@ def test_detached_runner_lets_the_submitting_process_walk_away(tmp_path):
     assert list(jobs.job_state) == ["COMPLETED"] * 4
     assert list(jobs.stdout) == [f"done {i}\n" for i in range(4)]
     assert set(jobs.attempt) == {1}
+
+
+def test_a_killed_worker_fails_no_job_and_cancels_nothing(tmp_path):
+    """Only the worker dies: its running job is watched to its end, its queued one runs on
+    another worker, the rest of the sweep goes on."""
+    code = ("import param_search as ps, sys\n"
+            "ps.submit('echo ran >> ran.txt; sleep 1', 'job_{i}', ps.ParamSpace(i=range(6)),\n"
+            "          work_dir=sys.argv[1], workers=2, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    wrapper = str(tmp_path / ".param_search" / "wrapper.sh")
+    deadline = time.time() + 30
+    workers = []
+    while not workers and time.time() < deadline:
+        time.sleep(0.2)
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                   and _cmdline(p) == ["bash", wrapper, "--worker"]]
+    assert workers, "no worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    jobs = ps.load(tmp_path)
+    assert set(jobs.job_state) == {"COMPLETED"}
+    for d in jobs.job_dir:
+        assert open(os.path.join(d, "ran.txt")).read() == "ran\n"
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []

@@ -51,3 +51,24 @@ def test_metrics_of_a_loaded_experiment(in_tmp):
     _jobs("printf 'v\\n{a}\\n' > {job_name}.metrics")
     m = ps.metrics(ps.load("."))
     assert sorted(m.v) == [1, 2, 3]
+
+
+def test_odd_metrics_files_are_named_with_the_fix(in_tmp):
+    script = ("case {i} in 0) printf 'loss acc\\n0.5 0.9\\n' ;; 1) printf '1 2\\n3 4\\n' ;; "
+              "2) printf 'lo\\x01ss acc\\n1 2\\n' ;; 3) printf 'loss loss\\n1 2\\n' ;; esac > job_{i}.metrics\n")
+    jobs = ps.submit(script, "job_{i}", ps.ParamSpace(i=range(4)), progress=False)
+    with pytest.warns(UserWarning) as caught:
+        table = ps.metrics(jobs)
+    message = str(caught[0].message)
+    assert "3 of 4 jobs" in message and "holds numbers, not column names" in message
+    assert "unprintable" in message and "'loss' appears twice" in message
+    assert list(table.job_name) == ["job_0"] and list(table.columns[-2:]) == ["loss", "acc"]
+
+
+def test_metrics_patterns_with_hash_brackets_and_unknown_fields(in_tmp):
+    jobs = ps.submit("echo 'loss' > out_{hash}.txt; echo {i} >> out_{hash}.txt\n", "job[{i}]",
+                     ps.ParamSpace(i=range(2)), progress=False)
+    assert list(ps.metrics(jobs, pattern="out_{hash}.txt").loss) == [0, 1]
+    assert list(ps.metrics(jobs, pattern="out_*.txt").loss) == [0, 1]      # a glob under job[0]/
+    with pytest.raises(ps.MetricsError, match=r"cannot be filled.*\{job_name\}, \{hash\} and the params: i"):
+        ps.metrics(jobs, pattern="{nope}.txt")

@@ -35,7 +35,8 @@ def metrics(jobs: pd.DataFrame, pattern: str = DEFAULT_PATTERN, sep: str | None 
     columns = [jobs[name].tolist() for name in param_names]
     params_rows = [dict(zip(param_names, values)) for values in zip(*columns)] if columns \
         else [{}] * len(jobs)
-    paths = _path_maker(work_dir, pattern)
+    hashes = dict(zip(jobs["job_name"].tolist(), jobs["hash"].tolist())) if "hash" in jobs else {}
+    paths = _path_maker(work_dir, pattern, hashes)
     for job_name, params in zip(jobs["job_name"].tolist(), params_rows):
         for path in paths(job_name, params, problems):
             reader.read(path, job_name, params, problems)
@@ -53,22 +54,33 @@ def _param_columns(jobs: pd.DataFrame) -> list[str]:
     return [c for c in jobs.columns if c not in JOB_COLUMNS]
 
 
-def _path_maker(work_dir: str, pattern: str):
+def _path_maker(work_dir: str, pattern: str, hashes: dict[str, str]):
     """A function (job_name, params, problems) -> metrics file paths of that job."""
     prefix = work_dir.rstrip("/") + "/"
+    if pattern == DEFAULT_PATTERN:
+        def paths(job_name, params, problems):
+            return (f"{prefix}{job_name}/{job_name}.metrics",)
+        return paths
+
+    def name_of(job_name, params):
+        try:
+            return pattern.format_map({**params, "job_name": job_name, "hash": hashes.get(job_name, "")})
+        except (KeyError, IndexError, AttributeError, ValueError) as exc:
+            raise MetricsError(
+                f"the metrics pattern {pattern!r} cannot be filled for job {job_name!r} ({type(exc).__name__}: "
+                f"{exc}); it may use {{job_name}}, {{hash}} and the params: {', '.join(params)}"
+            ) from None
+
     if glob.has_magic(pattern):
         def paths(job_name, params, problems):
-            name = pattern.format(job_name=job_name, **params)
-            found = sorted(glob.glob(prefix + job_name + "/" + name))
+            name = name_of(job_name, params)
+            found = sorted(glob.glob(glob.escape(prefix + job_name + "/") + name))
             if not found:
                 problems.append(f"{job_name} (no file matches {name!r})")
             return found
-    elif pattern == DEFAULT_PATTERN:
-        def paths(job_name, params, problems):
-            return (f"{prefix}{job_name}/{job_name}.metrics",)
     else:
         def paths(job_name, params, problems):
-            return (prefix + job_name + "/" + pattern.format(job_name=job_name, **params),)
+            return (prefix + job_name + "/" + name_of(job_name, params),)
     return paths
 
 
@@ -99,6 +111,10 @@ class _Reader:
             problems.append(f"{job_name} ({os.path.basename(path)} is empty or has no data rows)")
             return
         header = [h.strip() for h in lines[0].split(sep)]
+        problem = _header_problem(header)
+        if problem:
+            problems.append(f"{job_name} ({os.path.basename(path)}: {problem})")
+            return
         if header != self.header:
             self._use_header(header)
         width = len(header)
@@ -131,6 +147,27 @@ class _Reader:
         frame = pd.DataFrame(data)
         frame.attrs["params"] = list(param_names)
         return frame
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """What is wrong with a metrics file's first line as a header of column names, if anything."""
+    if all(_is_number(h) for h in header):
+        return (f"its first line {' '.join(header)!r} holds numbers, not column names: write a header "
+                "line (e.g. 'loss accuracy') before the rows")
+    if any(not h.isprintable() or not h for h in header):
+        return "its first line holds empty or unprintable column names: write a plain header line"
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        return f"column {repeated[0]!r} appears twice in the header: give each column its own name"
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_column(values: list) -> pd.Series:

@@ -201,6 +201,7 @@ class LocalRunner:
         self.pool: list[_Worker] = []
         self.orphans: dict[int, "Record"] = {}    # pidfd -> record, started by a dead runner
         self.dirty: list["Record"] = []
+        self.returned: list["Record"] = []        # handed back by a killed worker, not started
 
     def claim(self, names: set[str] | None) -> tuple[list["Record"], list["Record"]]:
         """Take ownership of pending local jobs nobody runs; find running orphans."""
@@ -256,6 +257,8 @@ class LocalRunner:
             for record in self._wait_some():
                 bar.update(1)
                 self.dirty.append(record)
+            queue += reversed(self.returned)   # unstarted jobs of a worker that was killed
+            self.returned = []
             if time.monotonic() - last_flush > 2.0:
                 queue = self._sync(queue)
                 last_flush = time.monotonic()
@@ -315,8 +318,13 @@ class LocalRunner:
         return done
 
     def _read_worker(self, worker: _Worker) -> list["Record"]:
+        try:
+            messages = worker.messages()
+        except OSError:   # the worker bash itself was killed: only its jobs are concerned
+            self._lose(worker)
+            return []
         done = []
-        for message in worker.messages():
+        for message in messages:
             if message[0] == "S" and worker.assigned:
                 worker.pid = int(message[1])
                 worker.assigned[0]["job_id"] = message[1]
@@ -329,6 +337,21 @@ class LocalRunner:
                 self._settle(record, exit_code=status if status < 128 else None)
                 done.append(record)
         return done
+
+    def _lose(self, worker: _Worker) -> None:
+        """A killed worker: its running job (in a process group of its own) is watched like
+        a dead runner's, its jobs not yet started go back to the queue."""
+        self.pool.remove(worker)
+        assigned, worker.assigned = worker.assigned, []
+        worker.close()
+        for record in assigned:
+            if read_start(self.exp.attempt_path(record, "status")) is None:
+                self.returned.append(record)
+            else:
+                self._watch_orphan(record)
+                if record not in self.orphans.values():   # it ended already: how?
+                    self._settle(record)
+                    self.dirty.append(record)
 
     def _claimed_elsewhere(self, record: "Record", pid: int) -> bool:
         """Did another copy of this attempt (an orphan's) claim it before ours?"""
