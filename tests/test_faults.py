@@ -200,3 +200,14 @@ def test_plot_says_why_it_cannot_draw(in_tmp):
         ps.plot(table, x="lr", y="name")
     with pytest.raises(ps.MetricsError, match="empty"):
         ps.plot(table.iloc[:0], x="lr", y="loss")
+
+
+def test_a_job_folder_deleted_by_hand_is_written_again_by_submit(in_tmp, capfd):
+    _sweep()
+    shutil.rmtree("job_1")
+    with pytest.raises(ps.ExperimentError, match=r"missing or lack job.sh.*same ps.submit again"):
+        ps.resubmit(".", states=["COMPLETED"], progress=False)
+    jobs = _sweep()
+    assert "1 whose folder was deleted, written and sent again" in capfd.readouterr().err
+    assert set(jobs.job_state) == {"COMPLETED"} and list(jobs.attempt) == [1, 2, 1]
+    assert open("job_1/job.2.out").read() == "1\n"

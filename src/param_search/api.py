@@ -79,7 +79,7 @@ def submit(
         plan = _plan(exp, records, jobs, replace, retry_failed, max_attempts)
         _print_plan(plan, queue)
         _setup(exp, records, plan)
-        send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"]
+        send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"] + plan["lost"]
         _send(exp, queue, records, send)
     if wait if wait is not None else queue.waits_by_default:
         return _wait_for(exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
@@ -88,7 +88,7 @@ def submit(
     return jobs_table(exp, [records[j.job_name] for j in jobs])
 
 
-_PLAN_KINDS = ("new", "unsent", "active", "completed", "retry", "failed", "changed")
+_PLAN_KINDS = ("new", "unsent", "active", "completed", "retry", "failed", "changed", "lost")
 
 
 def _empty_table(exp: Experiment, param_space: Any) -> pd.DataFrame:
@@ -114,10 +114,12 @@ def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], 
                 raise ConflictError(conflict_message(exp, job.job_name) + (
                     "; it is still queued or running: ps.cancel it first" if replace else ""))
             plan["changed"].append(job)
-        elif record["state"] == NEW:
-            plan["unsent"].append(job)
         elif record["state"] in ACTIVE_STATES:
             plan["active"].append(job)
+        elif not os.path.isfile(f"{exp.work_dir}/{job.job_name}/params.json"):
+            plan["lost"].append(job)   # its folder was deleted: written and sent again
+        elif record["state"] == NEW:
+            plan["unsent"].append(job)
         elif record["state"] == COMPLETED:
             plan["completed"].append(job)
         elif retry_failed and (max_attempts is None or record["attempt"] < max_attempts):
@@ -135,6 +137,8 @@ def _print_plan(plan: dict[str, list], queue: Queue) -> None:
              f"{len(plan['failed'])} failed, not retried"]
     if plan["changed"]:
         parts.append(f"{len(plan['changed'])} changed, replaced")
+    if plan["lost"]:
+        parts.append(f"{len(plan['lost'])} whose folder was deleted, written and sent again")
     print(f"param_search: {', '.join(parts)} (queue: {queue.name})", file=sys.stderr)
 
 
@@ -145,6 +149,8 @@ def _setup(exp: Experiment, records: dict[str, Record], plan: dict[str, list]) -
             continue
         exp.setup_job(job)
         records[job.job_name] = new_record(job)
+    for job in plan["lost"]:
+        exp.setup_job(job)
     for job in plan["changed"]:
         exp.replace_job(job)
         old = records[job.job_name]
@@ -380,6 +386,7 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
         chosen = _fresh_choice(exp, records, names)
         send = [r for r in chosen if r["state"] in states
                 and (max_attempts is None or r["attempt"] < max_attempts)]
+        _check_folders(exp, send)
         groups = _queues_again(exp, send, use, queue_options)
         print(f"param_search: resubmitting {len(send)} of {len(chosen)} jobs", file=sys.stderr)
         for queue, group in groups:
@@ -389,6 +396,16 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
     if groups and (wait if wait is not None else waits):
         return _wait_for(exp.work_dir, names=chosen_names, progress=progress)
     return jobs_table(exp, [records[n] for n in chosen_names])
+
+
+def _check_folders(exp: Experiment, records: list[Record]) -> None:
+    """Jobs whose folder was deleted cannot be resubmitted: their script is gone."""
+    lost = [r["job_name"] for r in records if not os.path.isfile(os.path.join(exp.job_dir(r["job_name"]), "job.sh"))]
+    if lost:
+        raise ExperimentError(
+            f"{len(lost)} job folder(s) are missing or lack job.sh (deleted by hand?), e.g. "
+            f"{exp.job_dir(lost[0])!r}; run the same ps.submit again: it writes them anew and sends them"
+        )
 
 
 def _queues_again(exp: Experiment, records: list[Record], use: "str | Queue | None",
