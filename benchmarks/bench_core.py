@@ -106,9 +106,9 @@ def bench_persistence(root: str, n: int) -> None:
             f.read()
 
     t_load, t_raw = interleaved(21, lambda: ps.load(work_dir), raw)   # ~1 ms each: many rounds
-    report(f"ps.load of {n} jobs ({os.path.getsize(index) / 1e6:.1f} MB index)", t_load, t_raw,
-           "reading the index's bytes raw", 3.0)
-    print(f"  ps.load: {seconds(t_load)} (target <= 0.3 s) {'OK' if t_load <= 0.3 else 'MISSED'}")
+    print(f"ps.load of {n} jobs ({os.path.getsize(index) / 1e6:.1f} MB index): {seconds(t_load)} "
+          f"(target <= 3 ms) {'OK' if t_load <= 0.003 else 'MISSED'}; reading the index's bytes raw "
+          f"{seconds(t_raw)} = {t_load / t_raw:.2f}x (the index is read into private memory, not mapped)")
     t0 = time.perf_counter()
     jobs = ps.submit(TEMPLATE, "job_{a}_{b}_{c}", space, work_dir=work_dir, wait=False)
     t_again = time.perf_counter() - t0
