@@ -211,3 +211,48 @@ def test_a_job_folder_deleted_by_hand_is_written_again_by_submit(in_tmp, capfd):
     assert "1 whose folder was deleted, written and sent again" in capfd.readouterr().err
     assert set(jobs.job_state) == {"COMPLETED"} and list(jobs.attempt) == [1, 2, 1]
     assert open("job_1/job.2.out").read() == "1\n"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (root only; CI runs as root)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs: {done.stderr}")
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_mid_sweep_strands_nothing(small_disk):
+    import subprocess
+    import sys
+
+    work_dir = small_disk / "sweep"
+    script = "head -c 100000 /dev/zero > out.bin || exit 1\necho done\n"
+    with pytest.raises(ps.ExperimentError, match=r"runner stopped.*No space left.*did not run.*ps.wait"):
+        ps.submit(script, "job_{i}", ps.ParamSpace(i=range(60)), work_dir=work_dir, workers=2,
+                  progress=False)
+    assert not glob.glob(str(work_dir / ".param_search" / "*.tmp-*"))
+    for path in glob.glob(str(work_dir / "*" / "out.bin")):   # free the space
+        os.remove(path)
+    code = ("import param_search as ps, sys\n"
+            "ps.wait(sys.argv[1], timeout=120, progress=False)\n"
+            "ps.submit(sys.argv[2], 'job_{i}', ps.ParamSpace(i=range(60)), work_dir=sys.argv[1], workers=1,\n"
+            "          progress=False)\n")
+    # from another process: the jobs not run are run, those that failed for want of space are retried
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code, str(work_dir), script], capture_output=True,
+                              text=True, timeout=300)
+        jobs = ps.load(work_dir)
+        if set(jobs.job_state) == {"COMPLETED"}:
+            break
+        for path in glob.glob(str(work_dir / "*" / "out.bin")):
+            os.remove(path)
+    assert set(jobs.job_state) == {"COMPLETED"}, (jobs.job_state.value_counts(), done.stderr[-500:])

@@ -6,6 +6,7 @@ stray temp file and the old one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -31,11 +32,16 @@ def atomic_write(path: str, text: "str | bytes | memoryview", mode: int = 0o644)
     """Replace ``path`` with ``text``: temp file, fsync, rename (readers see old or new)."""
     tmp = f"{path}.tmp-{os.getpid()}-{token(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # e.g. the disk is full: leave no partial temp file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json(path: str, data: Any) -> None:

@@ -8,6 +8,7 @@ process start time) and its pending jobs are picked up by the next runner.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
@@ -15,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..attempts import finalize, observe, process_alive, read_start, read_status
-from ..errors import OptionError
+from ..errors import ExperimentError, OptionError
 from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply
 from ..states import ACTIVE_STATES, CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 from .base import Queue
@@ -36,12 +37,28 @@ def runner_identity() -> str:
     return f"{os.uname().nodename}:{os.getpid()}:{ticks}"
 
 
-def owner_alive(owner: str | None) -> bool:
+def owner_alive(exp: "Experiment", owner: str | None) -> bool:
+    """Whether the runner ``owner`` is still running jobs: it holds a lock on its file in
+    ``.param_search/runners/`` while it runs (a runner that stopped, even in a process that
+    lives on, holds none). Without that file (an older runner), whether its process lives."""
     if not owner:
         return False
-    host, pid, ticks = owner.rsplit(":", 2)
-    alive = process_alive(int(pid), int(ticks), host)
-    return alive is not False
+    try:
+        fd = os.open(_runner_file(exp, owner), os.O_RDONLY)
+    except FileNotFoundError:
+        host, pid, ticks = owner.rsplit(":", 2)
+        return process_alive(int(pid), int(ticks), host) is not False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _runner_file(exp: "Experiment", owner: str) -> str:
+    return os.path.join(exp.state_dir, "runners", owner.replace(":", "_") + ".lock")
 
 
 class LocalQueue(Queue):
@@ -88,7 +105,7 @@ class LocalQueue(Queue):
             if record["state"] == RUNNING:
                 _check_running(exp, record)
             elif record["state"] in (PENDING, SUBMITTING):
-                alive = owner_alive(record["owner"])
+                alive = owner_alive(exp, record["owner"])
                 apply(record, Waiting("waiting for a free worker" if alive else NO_RUNNER))
 
     def cancel(self, exp: "Experiment", records: list["Record"]) -> None:
@@ -109,7 +126,7 @@ class LocalQueue(Queue):
         default this queue's); False if there were none."""
         records = exp.load_records()
         chosen = records.values() if names is None else [records[n] for n in names if n in records]
-        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not owner_alive(r["owner"])
+        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not owner_alive(exp, r["owner"])
                    for r in chosen):
             return False
         LocalRunner(exp, workers or self.workers, progress).run(None if names is None else set(names), deadline)
@@ -127,7 +144,16 @@ class LocalQueue(Queue):
 
 
 def _check_running(exp: "Experiment", record: "Record") -> None:
-    started = read_start(exp.attempt_path(record, "status"))
+    path = exp.attempt_path(record, "status")
+    started = read_start(path)
+    if (started is None or not started.pid) and not owner_alive(exp, record["owner"]):
+        # handed to a worker of a runner that stopped before the job wrote its start line
+        if started is None:
+            apply(record, Requeued(NO_RUNNER))   # never launched: any runner may take it
+        else:
+            apply(record, Vanished(FAILED, time.time(), "the job could not write its status file "
+                                                        "(disk full or read-only?) and did not run"))
+        return
     if started is None or not started.pid or started.scheduler_id:
         return   # not started yet, or run by a scheduler (not a process of this machine to judge)
     record["job_id"] = str(started.pid)
@@ -210,7 +236,7 @@ class LocalRunner:
                      and (names is None or r["job_name"] in names)]
             LocalQueue().refresh_records(self.exp, local)
             todo = [r for r in local if r["state"] == PENDING
-                    and not owner_alive(r["owner"])]
+                    and not owner_alive(self.exp, r["owner"])]
             for record in todo:
                 record["owner"] = self.me
                 apply(record, Waiting("waiting for a free worker"))
@@ -224,14 +250,36 @@ class LocalRunner:
         started back to the queue (any later runner takes them) and return; jobs already
         running go on.
         """
-        todo, running = self.claim(names)
-        for record in running:
-            self._watch_orphan(record)
-        if not todo and not self.orphans:
-            return
+        lock = self._hold()
+        try:
+            todo, running = self.claim(names)
+            for record in running:
+                self._watch_orphan(record)
+            if not todo and not self.orphans:
+                return
+            self._run(todo, deadline)
+        finally:
+            os.close(lock)   # releases the lock: any runner may take what is left
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_runner_file(self.exp, self.me))
+
+    def _hold(self) -> int:
+        """Lock this runner's file for as long as it runs (see :func:`owner_alive`)."""
+        os.makedirs(os.path.join(self.exp.state_dir, "runners"), exist_ok=True)
+        fd = os.open(_runner_file(self.exp, self.me), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def _run(self, todo: list["Record"], deadline: float | None) -> None:
         bar = _progress_bar(len(todo) + len(self.orphans), self.progress)
+        failed = None
         try:
             self._loop(todo, bar, deadline)
+        except OSError as exc:   # e.g. the disk is full: stop launching, leave running jobs be
+            failed = exc
+            for worker in self._busy():
+                worker.halt()
+                worker.assigned = []
         except BaseException:
             self._stop(todo)
             raise
@@ -241,7 +289,18 @@ class LocalRunner:
                 worker.close()
             for fd in self.orphans:
                 os.close(fd)
-            self._flush()
+            try:
+                self._flush()
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            left = [r["job_name"] for r in todo if r["state"] not in FINAL_STATES]
+            raise ExperimentError(
+                f"the local runner stopped: {failed} (work_dir {self.exp.work_dir!r}). {len(left)} job(s) did "
+                f"not run or finish here{', e.g. ' + repr(left[0]) if left else ''}; jobs already running "
+                "go on. Free space (or fix the cause), then call ps.wait on the work_dir from any "
+                "process: it runs the rest"
+            ) from failed
 
     def _busy(self) -> list[_Worker]:
         return [w for w in self.pool if w.assigned]
@@ -369,7 +428,10 @@ class LocalRunner:
         status (e.g. the script replaced the wrapper's EXIT trap) or else ``verdict``."""
         observe(self.exp, record)
         if record["state"] in (RUNNING, PENDING):
-            if exit_code is not None:
+            if exit_code is not None and record["started"] is None:   # its claim never got written
+                apply(record, Vanished(FAILED, time.time(), "the job could not write its status file "
+                                                            "(disk full or read-only?) and did not run"))
+            elif exit_code is not None:
                 apply(record, Exited(exit_code, time.time()))
             else:
                 apply(record, Vanished(verdict, time.time(), "cancelled" if verdict == CANCELLED
