@@ -75,3 +75,15 @@ def test_cancel_vanish_requeue_and_recover():
     assert apply(rec, Recovered(2, "sge", "b", 5.0, started=False))
     assert (rec["state"], rec["attempt"], rec["queue"]) == ("SUBMITTING", 2, "sge")
     assert not apply(rec, Recovered(1, "sge", "a", 1.0, started=True))   # an older attempt
+
+
+def test_unlisted_keeps_its_first_time_while_the_job_is_seen_running():
+    from param_search.lifecycle import Unlisted, unlisted_since
+
+    rec = record(state="RUNNING", attempt=1, started=5.0)
+    assert apply(rec, Unlisted(1_800_000_000.0)) and unlisted_since(rec) == 1_800_000_000.0
+    assert not apply(rec, Unlisted(1_800_000_100.0))
+    apply(rec, Started(5.0, "n1"))              # its start line, read again at every refresh
+    assert unlisted_since(rec) == 1_800_000_000.0
+    apply(rec, Verdict("RUNNING"))              # listed again
+    assert unlisted_since(rec) is None

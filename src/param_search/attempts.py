@@ -172,7 +172,11 @@ def finalize(exp: "Experiment", record: "Record") -> None:
         record["stderr"] = read_tail(exp.attempt_path(record, "err"))
     why = record["reason"] if record["state"] in FINAL_STATES else None   # e.g. how it vanished
     found = error_line(record["state"], record["exit_code"], record["stderr"] or "", record["signal"])
-    record["error"] = why if why and found in ("", _STATE_TEXT.get(record["state"])) else found
+    if why and found in ("", _STATE_TEXT.get(record["state"])):
+        found = why
+    elif not found and record["state"] != COMPLETED:
+        found = "ended without an exit code (killed?)"
+    record["error"] = found
     record["reason"] = None
     if record["ended"] is None:
         record["ended"] = time.time()

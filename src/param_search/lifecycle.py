@@ -227,8 +227,9 @@ def _start(record: "Record", event: Started) -> bool:
         return False
     if event.job_id:   # the scheduler job that claimed the attempt (see attempts.observe)
         record["job_id"] = event.job_id
-    record.update(state=RUNNING, reason=None, started=event.at or record["started"],
-                  node=event.node or record["node"])
+    if record["state"] != RUNNING:
+        record["reason"] = None   # (a running job's reason, e.g. Unlisted, stays)
+    record.update(state=RUNNING, started=event.at or record["started"], node=event.node or record["node"])
     return True
 
 
