@@ -256,3 +256,23 @@ def test_a_full_disk_mid_sweep_strands_nothing(small_disk):
         for path in glob.glob(str(work_dir / "*" / "out.bin")):
             os.remove(path)
     assert set(jobs.job_state) == {"COMPLETED"}, (jobs.job_state.value_counts(), done.stderr[-500:])
+
+
+def test_one_bad_folder_does_not_block_the_rebuild(in_tmp):
+    import json
+
+    _sweep()
+    os.makedirs("notes")
+    with open("notes/params.json", "w") as f:
+        json.dump({"something": "else"}, f)          # a user's folder with its own params.json
+    with open("job_1/params.json") as f:
+        meta = json.load(f)
+    meta["params"]["i"] = 7                           # hand-edited: no longer matches its hash
+    with open("job_1/params.json", "w") as f:
+        json.dump(meta, f)
+    os.remove(".param_search/index.arrow")
+    with pytest.warns(UserWarning) as caught:
+        jobs = ps.load(".")
+    said = " ".join(str(w.message) for w in caught)
+    assert "notes' is left out" in said and "job_1' is left out" in said and "params.json" in said
+    assert list(jobs.job_name) == ["job_0", "job_2"]

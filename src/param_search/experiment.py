@@ -280,7 +280,13 @@ class Experiment:
         records = {}
         for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
             if entry.is_dir() and not entry.name.startswith(".") and _is_complete(entry.path):
-                records[entry.name] = self.record_from_dir(entry.name)
+                try:
+                    records[entry.name] = self.record_from_dir(entry.name)
+                except (ExperimentError, KeyError, TypeError, ValueError, OSError) as exc:
+                    warnings.warn(
+                        f"{entry.path!r} is left out of the rebuilt index: it is no intact job folder "
+                        f"({type(exc).__name__}: {exc}); restore its params.json and job.sh, or move it "
+                        "out of the work_dir", stacklevel=2)
         for (job_name, attempt), (batch, sent) in sorted(self._batch_members().items()):
             record = records.get(job_name)
             if record is not None and attempt >= record["attempt"]:
