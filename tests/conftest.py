@@ -54,3 +54,67 @@ def command_log(tmp_path, monkeypatch):
     names = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
     commands = {name: shutil.which(name) for name in names if shutil.which(name)}
     return logging_shims(tmp_path / "shims", commands, monkeypatch)
+
+
+def fail_or_skip(message):
+    """A live scheduler that is missing: a failure under CI=true, else a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def wait_jobs(jobs, timeout=180):
+    """ps.wait with a short poll interval, as the live tests use it."""
+    import param_search as ps
+
+    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
+
+
+def until(check, timeout=90):
+    """Poll ``check`` every half second until it is true (AssertionError after ``timeout``)."""
+    import time
+
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.5)
+
+
+KILL_CONTROLLER = """
+import sys
+import param_search as ps
+ps.submit('echo ran >> ran.txt', 'job_{i}', ps.ParamSpace(i=range(int(sys.argv[2]))),
+          use=sys.argv[4], work_dir=sys.argv[1], array=sys.argv[3] == 'array')
+"""
+
+
+def kill_during_submit_then_rerun(tmp_path, use, mode, n, trials, seed, window=(0.4, 1.4)):
+    """Kill -9 a controller at a random moment of its submission, run it again, and check
+    that every job ran exactly once. Returns how many kills left SUBMITTING records."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import param_search as ps
+    from param_search import index_file
+
+    rng = random.Random(seed)
+    landed = 0
+    for trial in range(trials):
+        work_dir = tmp_path / f"t{trial}"
+        argv = [sys.executable, "-c", KILL_CONTROLLER, str(work_dir), str(n), mode, use]
+        proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(*window))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        index = work_dir / ".param_search" / "index.arrow"
+        landed += index.exists() and "SUBMITTING" in index_file.read(str(index)).column("state").to_pylist()
+        subprocess.run(argv, check=True, stderr=subprocess.DEVNULL)
+        jobs = wait_jobs(ps.load(work_dir), timeout=300)
+        assert set(jobs.job_state) == {"COMPLETED"}
+        for i in range(n):
+            assert (work_dir / f"job_{i}" / "ran.txt").read_text() == "ran\n"
+    return landed

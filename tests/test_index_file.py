@@ -1,7 +1,6 @@
 """The Arrow index: records survive the round trip, the table has the right columns."""
 import json
 import math
-import os
 import shutil
 
 import numpy as np

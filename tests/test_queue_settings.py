@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -80,7 +79,7 @@ def test_queue_instances_store_their_constructor_arguments():
 def test_a_rebuilt_index_knows_each_batch_queue(in_tmp):
     """Rebuilding from the job folders takes each attempt's queue and batch from the batch
     files, instead of guessing the scheduler from the status file."""
-    jobs = ps.submit("true\n", "job_{i}", ps.ParamSpace(i=range(2)), workers=1, progress=False)
+    ps.submit("true\n", "job_{i}", ps.ParamSpace(i=range(2)), workers=1, progress=False)
     exp = Experiment.open(".")
     first = exp.load_records()["job_0"]["batch"]
     # a second attempt of job_1, sent to a batch scheduler but not started yet

@@ -3,31 +3,20 @@
 Run them alone with ``./scripts/test.sh -m sge``. They skip without Grid Engine, except
 under CI=true, where its absence fails them.
 """
-import json
 import os
 import pathlib
-import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import param_search as ps
-from conftest import logging_shims
-from param_search import index_file
+from conftest import fail_or_skip, kill_during_submit_then_rerun, logging_shims, until, wait_jobs
 import test_seed
 
 pytestmark = [pytest.mark.sge]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _fail_or_skip(message):
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,9 +26,9 @@ def sge():
         done = subprocess.run([str(ROOT / "scripts" / "start-sge.sh")], capture_output=True, text=True,
                               timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        _fail_or_skip(f"scripts/start-sge.sh did not run: {exc}")
+        fail_or_skip(f"scripts/start-sge.sh did not run: {exc}")
     if done.returncode != 0:
-        _fail_or_skip(f"scripts/start-sge.sh failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        fail_or_skip(f"scripts/start-sge.sh failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
 @pytest.fixture
@@ -49,25 +38,13 @@ def sge_calls(tmp_path, monkeypatch):
     return logging_shims(tmp_path / "sge-shims", commands, monkeypatch)
 
 
-def _wait(jobs, timeout=180):
-    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
-
-
-def _until(check, timeout=90):
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.5)
-
-
 def test_seed_example_on_sge(in_tmp, sge_calls):
     param_space = ps.ParamSpace(term1=range(4), term2=range(4))
     jobs = ps.submit(test_seed.template, 'job_{term1}_{term2}', param_space, use='sge')
     qsubs = sge_calls("qsub")
     assert len(qsubs) == 1 and "-t 1-16" in qsubs[0]
     assert jobs.job_id.str.match(r"^\d+\.\d+$").all() and jobs.job_id[0].endswith(".1")
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert set(jobs.job_state) == {"COMPLETED"}
     assert jobs.stdout[0].strip() == str(in_tmp / "job_0_0")
     assert jobs.error[0] == "ZeroDivisionError: division by zero"
@@ -87,25 +64,25 @@ def test_failed_jobs_are_resubmitted_with_their_options_and_cancel_works(in_tmp,
     jobs = ps.submit(script, "job_{kind}", ps.ParamSpace(kind=["ok", "fail", "slow"]), use="sge",
                      h_vmem="1G", extra_args=["-ac", "keep=me"])
     assert "h_rt=0:10:00,h_vmem=1G" in sge_calls("qsub")[0]
-    _until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "FAILED", "RUNNING"])
+    until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "FAILED", "RUNNING"])
     cancelled = ps.cancel(jobs.iloc[[2]])
     assert list(cancelled.job_state) == ["CANCELLED"] and cancelled.error.iloc[0] == "cancelled"
     assert sge_calls("qdel")[-1] == f"qdel {jobs.job_id[2]}"
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert list(jobs.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
     assert jobs.exit_code[1] == 1 and jobs.error[1] == "RuntimeError: boom"
     subprocess.run([sys.executable, "-c", "import param_search as ps; ps.resubmit('.', states=['FAILED'])"],
                    check=True, timeout=120, stderr=subprocess.DEVNULL)
     again = sge_calls("qsub")[-1]
     assert "h_vmem=1G" in again and "-ac keep=me" in again and "h_rt=0:10:00" in again
-    jobs = _wait(ps.load("."))
+    jobs = wait_jobs(ps.load("."))
     assert list(jobs.attempt) == [1, 2, 1] and list(jobs.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
     assert (in_tmp / "job_fail" / "job.2.err").exists()
 
 
 def test_a_job_over_h_rt_is_timeout(in_tmp):
     jobs = ps.submit("echo working\nsleep 120\n", "job_{x}", ps.ParamSpace(x=[1]), use="sge", h_rt="0:0:5")
-    jobs = _wait(jobs, timeout=120)
+    jobs = wait_jobs(jobs, timeout=120)
     row = jobs.iloc[0]
     assert row.job_state == "TIMEOUT" and row.stdout == "working\n"
     assert row.error == "time limit reached (TIMEOUT)"
@@ -114,7 +91,7 @@ def test_a_job_over_h_rt_is_timeout(in_tmp):
 def test_a_job_in_error_state_is_failed_with_the_reason_and_deleted(in_tmp, sge_calls):
     script = "#!/bin/bash\n#$ -e /nonexistent/dir/err.txt\necho never\n"   # -e is ours: dropped
     jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), use="sge", extra_args=["-i", "/nonexistent/in"])
-    jobs = _wait(jobs, timeout=120)
+    jobs = wait_jobs(jobs, timeout=120)
     row = jobs.iloc[0]
     assert row.job_state == "FAILED" and "Eqw" in row.error and "/nonexistent/in" in row.error
     assert sge_calls("qdel")
@@ -135,35 +112,10 @@ def test_status_of_1000_array_tasks_is_one_scheduler_call(in_tmp, sge_calls):
     assert len(sge_calls("qdel")) == 1
 
 
-CONTROLLER = textwrap.dedent("""
-    import sys
-    import param_search as ps
-    ps.submit('echo ran >> ran.txt', 'job_{i}', ps.ParamSpace(i=range(int(sys.argv[2]))),
-              use='sge', work_dir=sys.argv[1], array=sys.argv[3] == 'array')
-""")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["single", "array"])
 def test_kill_9_during_submit_then_rerun_runs_every_job_exactly_once(tmp_path, mode):
-    rng = random.Random(11)
-    n = 60
-    landed = 0
-    for trial in range(3):
-        work_dir = tmp_path / f"t{trial}"
-        proc = subprocess.Popen([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode],
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.5, 2.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        index = work_dir / ".param_search" / "index.arrow"
-        landed += index.exists() and "SUBMITTING" in index_file.read(str(index)).column("state").to_pylist()
-        subprocess.run([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode], check=True,
-                       stderr=subprocess.DEVNULL)
-        jobs = _wait(ps.load(work_dir), timeout=300)
-        assert set(jobs.job_state) == {"COMPLETED"}
-        for i in range(n):
-            assert (work_dir / f"job_{i}" / "ran.txt").read_text() == "ran\n"
+    landed = kill_during_submit_then_rerun(tmp_path, "sge", mode, n=60, trials=3, seed=11, window=(0.5, 2.0))
     if mode == "single":
         assert landed >= 1   # at least one kill hit the window between qsub and recording
 
@@ -183,5 +135,5 @@ def test_a_job_deleted_outside_param_search_while_pending_is_concluded(in_tmp, m
     subprocess.run(["qdel", jobs.job_id[0]], check=True, capture_output=True)
     first = ps.status(jobs).iloc[0]
     assert first.job_state == "PENDING" and first.reason.startswith("not listed by the scheduler since")
-    row = _wait(jobs, timeout=60).iloc[0]
+    row = wait_jobs(jobs, timeout=60).iloc[0]
     assert row.job_state == "CANCELLED" and "removed from the queue before it started" in row.error

@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import pathlib
-import random
 import signal
 import subprocess
 import sys
@@ -18,14 +17,10 @@ import time
 import pytest
 
 import param_search as ps
-from param_search import index_file
 import test_seed
+from conftest import KILL_CONTROLLER, kill_during_submit_then_rerun, wait_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
-
-
-def _wait(jobs, timeout=180):
-    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,7 +41,7 @@ def test_seed_example_on_slurm(in_tmp, command_log):
     assert len(command_log("sbatch")) == 1 and "--array=0-15" in command_log("sbatch")[0]
     assert set(jobs.job_state) <= {"PENDING", "RUNNING", "COMPLETED"}
     assert jobs.job_id.str.match(r"^\d+_\d+$").all()
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert set(jobs.job_state) == {"COMPLETED"}
     status = ps.status(jobs)
     assert status.iloc[0].stdout.strip() == str(in_tmp / "job_0_0")
@@ -73,13 +68,13 @@ def test_failed_cancelled_and_resubmitted(in_tmp):
         time.sleep(0.5)
     cancelled = ps.cancel(jobs.iloc[[2]])
     assert list(cancelled.job_state) == ["CANCELLED"]
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert list(jobs.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
     assert jobs.iloc[1].exit_code == 1 and jobs.iloc[1].error == "RuntimeError: boom"
     assert jobs.iloc[2].error == "cancelled"
     again = ps.resubmit(jobs, states=["FAILED"])
     assert list(again.attempt) == [1, 2, 1]
-    again = _wait(again)
+    again = wait_jobs(again)
     assert list(again.job_state) == ["COMPLETED", "FAILED", "CANCELLED"]
     assert os.path.exists(in_tmp / "job_fail" / "job.2.err")
     with pytest.raises(ps.ParamSearchError, match="cannot resubmit jobs in state PENDING"):
@@ -95,7 +90,7 @@ def test_status_and_wait_make_one_squeue_and_one_sacct_call_per_refresh(in_tmp, 
     assert len([c for c in calls if c.startswith("squeue")]) <= 1
     assert len([c for c in calls if c.startswith("sacct")]) <= 1
     start = len(command_log())
-    done = _wait(jobs)
+    done = wait_jobs(jobs)
     polls = command_log()[start:]
     squeues = [c for c in polls if c.startswith("squeue")]
     saccts = [c for c in polls if c.startswith("sacct")]
@@ -115,7 +110,7 @@ def test_held_jobs_show_their_pending_reason_then_run_when_released(in_tmp, comm
     subset = ps.status(jobs.iloc[[4, 1]])
     assert list(subset.job_name) == ["job_4", "job_1"] and list(subset.reason) == ["JobHeldUser"] * 2
     subprocess.run(["scontrol", "release", jobs.job_id[0].split("_")[0]], check=True)
-    done = _wait(jobs)
+    done = wait_jobs(jobs)
     assert set(done.job_state) == {"COMPLETED"} and done.reason.isna().all()
     assert (done.stdout == "hi\n").all() and done.node.notna().all() and done.started.notna().all()
 
@@ -126,7 +121,7 @@ def test_sbatch_rejection_quotes_slurm_and_records_nothing(in_tmp):
     jobs = ps.load(".")
     assert set(jobs.job_state) == {"NEW"} and set(jobs.attempt) == {0} and jobs.job_id.isna().all()
     jobs = ps.submit("true", "job_{i}", ps.ParamSpace(i=range(3)), use="slurm")
-    assert set(_wait(jobs).job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
+    assert set(wait_jobs(jobs).job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
 
 
 def test_jobs_with_different_resources_go_in_separate_arrays(in_tmp, command_log):
@@ -135,7 +130,7 @@ def test_jobs_with_different_resources_go_in_separate_arrays(in_tmp, command_log
     sbatch = command_log("sbatch")
     assert len(sbatch) == 2
     assert "--cpus-per-task=1" in sbatch[0] and "--cpus-per-task=2" in sbatch[1]
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert list(jobs.stdout) == ["cpus=1\n"] * 3 + ["cpus=2\n"] * 3
 
 
@@ -143,7 +138,7 @@ def test_one_sbatch_per_job_without_arrays(in_tmp, command_log):
     jobs = ps.submit("echo {i}", "job_{i}", ps.ParamSpace(i=range(4)), use="slurm", array=False)
     assert len(command_log("sbatch")) == 4 and not any("--array" in c for c in command_log("sbatch"))
     assert jobs.job_id.str.isdigit().all()
-    assert list(_wait(jobs).stdout) == ["0\n", "1\n", "2\n", "3\n"]
+    assert list(wait_jobs(jobs).stdout) == ["0\n", "1\n", "2\n", "3\n"]
 
 
 def _fault_shim(command_log, name, body):
@@ -169,13 +164,13 @@ def test_transient_sbatch_refusals_are_retried_then_reported(in_tmp, command_log
                   submit_timeout=2)
     assert time.time() - start < 15
     assert set(ps.load("b").job_state) == {"NEW"}
-    _wait(jobs)
+    wait_jobs(jobs)
 
 
 def test_without_accounting_states_come_from_squeue_and_the_jobs_own_files(in_tmp, command_log):
     _fault_shim(command_log, "sacct", "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1")
     jobs = ps.submit("echo hi; exit {code}", "job_{code}", ps.ParamSpace(code=[0, 3]), use="slurm")
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert list(jobs.job_state) == ["COMPLETED", "FAILED"] and list(jobs.exit_code) == [0, 3]
     assert command_log("sacct")   # it was asked, failed, and that failure was not read as job failure
 
@@ -189,7 +184,7 @@ def test_large_sweep_is_chunked_by_max_array_size_and_throttled(in_tmp, command_
     assert len(sbatch) == -(-n // max_array)
     assert f"--array=0-{max_array - 1}%{throttle}" in sbatch[0]
     assert f"--array=0-{n - max_array - 1}%{throttle}" in sbatch[1]
-    jobs = _wait(jobs, timeout=600)
+    jobs = wait_jobs(jobs, timeout=600)
     assert set(jobs.job_state) == {"COMPLETED"}
     arrays = jobs.job_id.str.split("_").str[0]
     for array_id, group in jobs.groupby(arrays):
@@ -201,55 +196,30 @@ def test_large_sweep_is_chunked_by_max_array_size_and_throttled(in_tmp, command_
         assert peak <= throttle, f"array {array_id} ran {peak} tasks at once"
 
 
-CONTROLLER = textwrap.dedent("""
-    import sys
-    import param_search as ps
-    ps.submit('echo ran >> ran.txt', 'job_{i}', ps.ParamSpace(i=range(int(sys.argv[2]))),
-              use='slurm', work_dir=sys.argv[1], array=sys.argv[3] == 'array')
-""")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["single", "array"])
 def test_kill_9_during_submit_then_rerun_runs_every_job_exactly_once(tmp_path, mode):
-    rng = random.Random(7)
-    n = 150
-    landed = 0
-    for trial in range(5):
-        work_dir = tmp_path / f"t{trial}"
-        proc = subprocess.Popen([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode],
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.4))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        index = work_dir / ".param_search" / "index.arrow"
-        landed += index.exists() and "SUBMITTING" in index_file.read(str(index)).column("state").to_pylist()
-        subprocess.run([sys.executable, "-c", CONTROLLER, str(work_dir), str(n), mode], check=True,
-                       stderr=subprocess.DEVNULL)
-        jobs = _wait(ps.load(work_dir), timeout=300)
-        assert set(jobs.job_state) == {"COMPLETED"}
-        for i in range(n):
-            assert (work_dir / f"job_{i}" / "ran.txt").read_text() == "ran\n"
+    landed = kill_during_submit_then_rerun(tmp_path, "slurm", mode, n=150, trials=5, seed=7)
     if mode == "single":
         assert landed >= 1   # at least one kill hit the window between sbatch and recording
 
 
 def test_two_controllers_at_once_submit_every_job_once(tmp_path, command_log):
     n = 100
-    procs = [subprocess.Popen([sys.executable, "-c", CONTROLLER, str(tmp_path), str(n), "array"],
+    procs = [subprocess.Popen([sys.executable, "-c", KILL_CONTROLLER, str(tmp_path), str(n), "array", "slurm"],
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert len(command_log("sbatch")) == 1   # the second controller found everything queued
-    jobs = _wait(ps.load(tmp_path), timeout=300)
+    jobs = wait_jobs(ps.load(tmp_path), timeout=300)
     assert set(jobs.job_state) == {"COMPLETED"} and set(jobs.attempt) == {1}
     for i in range(n):
         assert (tmp_path / f"job_{i}" / "ran.txt").read_text() == "ran\n"
 
 
 def test_time_limit_is_timeout_with_an_error_line(timeout_job):
-    jobs = _wait(timeout_job, timeout=240)
+    jobs = wait_jobs(timeout_job, timeout=240)
     row = jobs.iloc[0]
     assert row.job_state == "TIMEOUT"
     assert row.error in ("time limit reached (TIMEOUT)",) or "TIME LIMIT" in row.error
@@ -273,7 +243,7 @@ def test_resubmit_and_cancel_in_another_process_use_the_submitted_options(in_tmp
     script = "#!/bin/bash\n[ -e job.2.status ] && sleep 300\nexit 1\n"   # attempt 1 fails
     jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), use="slurm", time="0:03:00",
                      partition="debug", extra_args=["--comment=keepme"])
-    assert list(_wait(jobs).job_state) == ["FAILED"]
+    assert list(wait_jobs(jobs).job_state) == ["FAILED"]
     _in_another_process("ps.resubmit('.')")
     second = command_log("sbatch")[-1]
     assert "--time=0:03:00" in second and "--comment=keepme" in second and "--partition=debug" in second
@@ -301,7 +271,7 @@ def test_a_killed_batch_shell_is_failed_with_the_signal_never_exit_code_0(in_tmp
         time.sleep(0.3)
     shell_pid = int(status_file.read_text().split()[2])   # the wrapper runs in the batch shell
     os.kill(shell_pid, signal.SIGKILL)
-    row = _wait(jobs).iloc[0]
+    row = wait_jobs(jobs).iloc[0]
     assert row.job_state == "FAILED" and row.exit_code == 137
     assert "exit" not in status_file.read_text()            # no exit line: the scheduler told
     assert row.error == "killed by SIGKILL" or row.error
@@ -341,7 +311,7 @@ def test_submit_and_wait_ride_out_a_controller_outage(in_tmp):
     _stop_slurmctld()                        # and again while waiting: polling is retried
     restart = _restart_slurm_after(15)
     try:
-        jobs = _wait(jobs, timeout=240)
+        jobs = wait_jobs(jobs, timeout=240)
     finally:
         restart.join()
     assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"] and list(jobs.stdout) == ["done\n"] * 2
@@ -356,7 +326,7 @@ def test_with_accounting_down_a_time_limit_is_timeout_not_cancelled(in_tmp):
     try:
         jobs = ps.submit("echo working\nsleep 300\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
                          time="0:01:00")
-        row = _wait(jobs, timeout=240).iloc[0]
+        row = wait_jobs(jobs, timeout=240).iloc[0]
         assert "TERM" in (in_tmp / "job_1" / "job.1.status").read_text()
         assert subprocess.run(["sacct", "-n", "-j", row.job_id], capture_output=True).returncode != 0
     finally:
@@ -387,7 +357,7 @@ def test_a_job_the_scheduler_forgot_without_an_exit_record_is_concluded(in_tmp, 
                              text=True).stdout.strip():
             assert time.time() < deadline, "squeue kept the job"
             time.sleep(5)
-        row = _wait(jobs, timeout=120).iloc[0]
+        row = wait_jobs(jobs, timeout=120).iloc[0]
     finally:
         subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
                        capture_output=True, timeout=300)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import param_search as ps
-from conftest import logging_shims
+from conftest import fail_or_skip, logging_shims, until, wait_jobs
 from param_search.errors import QueueError
 from param_search.experiment import Experiment
 from param_search.queues import torque, torque_text
@@ -158,12 +158,6 @@ def test_poll_keeps_state_when_qstat_says_nothing(tmp_path, monkeypatch):
 
 
 # -- live: Slurm's Torque wrappers on the local Slurm cluster ------------------------------
-def _fail_or_skip(message):
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def torque_bin(slurm):
     """Unpack the wrappers (scripts/start-torque.sh); the folder holding qsub/qstat/qdel."""
@@ -171,9 +165,9 @@ def torque_bin(slurm):
         done = subprocess.run([str(ROOT / "scripts" / "start-torque.sh")], capture_output=True,
                               text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        _fail_or_skip(f"scripts/start-torque.sh did not run: {exc}")
+        fail_or_skip(f"scripts/start-torque.sh did not run: {exc}")
     if done.returncode != 0 or not done.stdout.strip():
-        _fail_or_skip(f"scripts/start-torque.sh failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        fail_or_skip(f"scripts/start-torque.sh failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -182,18 +176,6 @@ def torque_calls(torque_bin, tmp_path, monkeypatch):
     """Torque commands first on PATH (this test only), behind shims logging each call."""
     commands = {name: f"{torque_bin}/{name}" for name in ("qsub", "qstat", "qdel")}
     return logging_shims(tmp_path / "torque-shims", commands, monkeypatch, extra_path=str(torque_bin))
-
-
-def _wait(jobs, timeout=180):
-    return ps.wait(jobs, timeout=timeout, progress=False, poll_interval=0.5, max_interval=2)
-
-
-def _until(check, timeout=90):
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.5)
 
 
 SWEEP = textwrap.dedent("""\
@@ -218,7 +200,7 @@ def test_sweep_runs_as_one_array(in_tmp, torque_calls):
     before = len(torque_calls("qstat"))
     ps.status(jobs)
     assert len(torque_calls("qstat")) - before <= 1
-    jobs = _wait(jobs)
+    jobs = wait_jobs(jobs)
     assert list(jobs.job_state) == ["COMPLETED"] * 3 + ["FAILED"] + ["COMPLETED"] * 2
     assert list(jobs.exit_code) == [0, 0, 0, 3, 0, 0]
     assert jobs.stdout.iloc[2].startswith("x=2 host=")
@@ -230,20 +212,20 @@ def test_sweep_runs_as_one_array(in_tmp, torque_calls):
 def test_cancel_a_sleeping_job(in_tmp, torque_calls):
     script = "#!/bin/bash\nif [ {kind} = slow ]; then sleep 300; fi\necho {kind}\n"
     jobs = ps.submit(script, "job_{kind}", ps.ParamSpace(kind=["ok", "slow"]), use="torque")
-    _until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
+    until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
     cancelled = ps.cancel(jobs.iloc[[1]])
     assert list(cancelled.job_state) == ["CANCELLED"]
     assert torque_calls("qdel") == [f"qdel {jobs.job_id.iloc[1].split('[')[0]}"]
     array = jobs.job_id.iloc[1].split("[")[0]
-    _until(lambda: not subprocess.run(["squeue", "-h", "-j", array], capture_output=True,
+    until(lambda: not subprocess.run(["squeue", "-h", "-j", array], capture_output=True,
                                       text=True).stdout.strip())
-    assert list(_wait(jobs).job_state) == ["COMPLETED", "CANCELLED"]
+    assert list(wait_jobs(jobs).job_state) == ["COMPLETED", "CANCELLED"]
 
 
 @pytest.mark.slurm
 def test_cancel_part_of_a_running_array_is_refused_then_whole(in_tmp, torque_calls):
     jobs = ps.submit("sleep 300\n", "job_{i}", ps.ParamSpace(i=range(2)), use="torque")
-    _until(lambda: set(ps.status(jobs).job_state) == {"RUNNING"})
+    until(lambda: set(ps.status(jobs).job_state) == {"RUNNING"})
     with pytest.raises(QueueError, match="cannot cancel part of array"):
         ps.cancel(jobs.iloc[[0]])
     assert not torque_calls("qdel") and set(ps.status(jobs).job_state) == {"RUNNING"}
@@ -257,10 +239,10 @@ def test_single_jobs_without_arrays_are_polled_and_cancelled(in_tmp, torque_call
                      array=False)
     assert len(torque_calls("qsub")) == 2 and not any(" -t " in c for c in torque_calls("qsub"))
     assert jobs.job_id.str.isdigit().all()
-    _until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
+    until(lambda: list(ps.status(jobs).job_state) == ["COMPLETED", "RUNNING"])
     assert list(ps.cancel(jobs.iloc[[1]]).job_state) == ["CANCELLED"]
     assert torque_calls("qdel") == [f"qdel {jobs.job_id.iloc[1]}"]
-    assert list(_wait(jobs).job_state) == ["COMPLETED", "CANCELLED"]
+    assert list(wait_jobs(jobs).job_state) == ["COMPLETED", "CANCELLED"]
 
 
 @pytest.mark.slurm
@@ -268,7 +250,7 @@ def test_job_cancelled_while_pending_outside_param_search(in_tmp, torque_calls):
     jobs = ps.submit("echo hi\n", "job_{i}", ps.ParamSpace(i=[1]), use="torque", array=False,
                      extra_args=["-a", "now+3600"])   # begins in an hour: stays pending
     subprocess.run(["qdel", jobs.job_id.iloc[0]], check=True)
-    jobs = _wait(jobs, timeout=60)
+    jobs = wait_jobs(jobs, timeout=60)
     assert list(jobs.job_state) == ["CANCELLED"] and jobs.started.isna().all()
 
 
@@ -283,7 +265,7 @@ def test_reconcile_finds_chunks_by_name(in_tmp, torque_calls):
             record.update(state="SUBMITTING", job_id=None)
         exp.save_records(records)
     assert list(ps.status(in_tmp).job_id) == ids
-    assert list(_wait(jobs).stdout) == ["0\n", "1\n", "2\n"]
+    assert list(wait_jobs(jobs).stdout) == ["0\n", "1\n", "2\n"]
 
 
 @pytest.mark.slurm
@@ -293,7 +275,7 @@ def test_chunks_and_slot_limit(in_tmp, torque_calls):
     qsubs = torque_calls("qsub")
     assert [c.split(" -t ")[1].split()[0] for c in qsubs] == ["0-1%1", "0-1%1", "0-0%1"]
     assert len({i.split("[")[0] for i in jobs.job_id}) == 3
-    assert list(_wait(jobs).stdout) == [f"{i}\n" for i in range(5)]
+    assert list(wait_jobs(jobs).stdout) == [f"{i}\n" for i in range(5)]
 
 
 @pytest.mark.slurm
@@ -301,7 +283,7 @@ def test_resubmit_in_another_process_keeps_the_torque_options(in_tmp, torque_cal
     script = "#!/bin/bash\n[ -e job.2.status ] && sleep 300\nexit 1\n"   # attempt 1 fails
     jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1]), use="torque", walltime="0:04:00",
                      queue="debug", extra_args=["-l", "pmem=100mb"])
-    assert list(_wait(jobs).job_state) == ["FAILED"]
+    assert list(wait_jobs(jobs).job_state) == ["FAILED"]
     subprocess.run([sys.executable, "-c", "import param_search as ps; ps.resubmit('.')"],
                    check=True, timeout=120, stderr=subprocess.DEVNULL)
     first, second = torque_calls("qsub")

@@ -22,7 +22,7 @@ from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
 from .render import RenderedJob, render_jobs
 from .space import as_points
 from .states import (
-    ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES, SUBMITTING,
+    ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES,
 )
 from .table import frame, jobs_table, work_dir_of
 from .refresh import latest_batch, reconcile, refresh, refresh_index

@@ -5,7 +5,6 @@ objects: strings stay in Arrow buffers (pandas' ``str`` dtype), numbers become n
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np

@@ -7,7 +7,6 @@ SGE prints local times without a zone; they are read as local time (like ``time.
 from __future__ import annotations
 
 import re
-import signal
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence

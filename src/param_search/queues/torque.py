@@ -21,7 +21,6 @@ cannot be cancelled while other tasks of it are still active (QueueError, nothin
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
