@@ -365,3 +365,10 @@ def test_a_job_the_scheduler_forgot_without_an_exit_record_is_concluded(in_tmp, 
     again = ps.resubmit(jobs, wait=False)
     assert again.attempt[0] == 2 and again.job_state[0] in ("PENDING", "RUNNING")
     ps.cancel(again)
+
+
+def test_a_percent_sign_in_the_work_dir_is_not_a_slurm_pattern(in_tmp):
+    jobs = ps.submit("echo {x}\n", "job_{x}", ps.ParamSpace(x=[1, 2]), use="slurm", work_dir="run%u_%j")
+    jobs = wait_jobs(jobs)
+    assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"] and list(jobs.stdout) == ["1\n", "2\n"]
+    assert os.path.isdir(in_tmp / "run%u_%j" / ".param_search" / "batches")
