@@ -336,37 +336,6 @@ def test_with_accounting_down_a_time_limit_is_timeout_not_cancelled(in_tmp):
     assert list(ps.status(".").job_state) == ["TIMEOUT"]
 
 
-@pytest.mark.slow
-def test_a_job_the_scheduler_forgot_without_an_exit_record_is_concluded(in_tmp, monkeypatch):
-    """Batch shell killed (no exit line), accounting down, squeue past MinJobAge: after the
-    grace period the job is FAILED "vanished" and can be resubmitted, never RUNNING forever."""
-    monkeypatch.setattr(ps.SlurmQueue, "vanish_grace", 5.0)
-    jobs = ps.submit("sleep 300\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm")
-    status_file = in_tmp / "job_1" / "job.1.status"
-    deadline = time.time() + 60
-    while not (status_file.exists() and len(status_file.read_text().split()) >= 5):
-        assert time.time() < deadline, "the job did not start"
-        time.sleep(0.3)
-    pid = int(open("/var/lib/param-search-slurm/run/slurmdbd.pid").read().strip())
-    os.kill(pid, signal.SIGTERM)
-    try:
-        os.kill(int(status_file.read_text().split()[2]), signal.SIGKILL)
-        job_id = jobs.job_id[0]
-        deadline = time.time() + 300   # nobody looks until squeue has forgotten it (MinJobAge)
-        while subprocess.run(["squeue", "-h", "-j", job_id, "--states=all"], capture_output=True,
-                             text=True).stdout.strip():
-            assert time.time() < deadline, "squeue kept the job"
-            time.sleep(5)
-        row = wait_jobs(jobs, timeout=120).iloc[0]
-    finally:
-        subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
-                       capture_output=True, timeout=300)
-    assert row.job_state == "FAILED" and "vanished from the scheduler" in row.error
-    again = ps.resubmit(jobs, wait=False)
-    assert again.attempt[0] == 2 and again.job_state[0] in ("PENDING", "RUNNING")
-    ps.cancel(again)
-
-
 def test_a_percent_sign_in_the_work_dir_is_not_a_slurm_pattern(in_tmp):
     jobs = ps.submit("echo {x}\n", "job_{x}", ps.ParamSpace(x=[1, 2]), use="slurm", work_dir="run%u_%j")
     jobs = wait_jobs(jobs)
