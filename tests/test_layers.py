@@ -13,8 +13,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "param_search"
 #: Each module's layer: a module may import only modules of lower layers.
 LAYERS = [
     ["errors"],
-    ["states", "files", "identity", "proc"],
-    ["record", "space", "render"],
+    ["states", "files", "identity", "proc", "resources"],
+    ["record", "space", "render", "retry"],
     ["lifecycle"],
     ["index_file", "attempts"],
     ["experiment"],
@@ -22,14 +22,16 @@ LAYERS = [
     ["queues.batch", "queues.snapshot", "queues.sge_text", "queues.torque_text"],
     ["queues.local", "queues.slurm", "queues.torque", "queues.sge"],
     ["queues.registry"],
-    ["refresh", "table"],
+    ["refresh", "table", "dispatch", "loop"],
     ["metrics", "plot", "api"],
+    ["watch"],
     ["cli", "_runner", "__init__", "queues.__init__"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 #: Modules that know nothing of particular schedulers.
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
+           "resources", "retry", "dispatch", "loop", "watch",
            "metrics", "plot", "api", "cli"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")

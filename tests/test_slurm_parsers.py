@@ -129,7 +129,8 @@ def _index(*rows):
                 "attempt": 1, "queue": "slurm", "job_id": job_id, "batch": None, "owner": None,
                 "state": state, "exit_code": None, "signal": None, "submitted": submitted,
                 "started": started[0] if started else None, "ended": None, "node": node,
-                "reason": None, "error": None, "stdout": None, "stderr": None}
+                "reason": None, "error": None, "stdout": None, "stderr": None,
+                "time_limit": None, "mem_limit": None, "excluded": None, "history": None}
                for i, (job_id, state, submitted, node, *started) in enumerate(rows)]
     return index_file.from_records(records, "/w")
 

@@ -10,11 +10,13 @@ point to Slurm or your own machine, come back later to check, resubmit and colle
 """
 from .api import cancel, load, resubmit, status, submit, wait
 from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, MetricsError, OptionError,
-                     ParamSearchError, ParamSpaceError, QueueError, RefusedError, TemplateError)
+                     ParamSearchError, ParamSpaceError, QueueError, RefusedError, SubmitLimitError,
+                     TemplateError)
 from .metrics import metrics
 from .plot import plot
 from .queues.base import Queue
 from .queues.local import LocalQueue
+from .retry import Retry
 from .space import Params, ParamSpace
 from .states import JobState
 
@@ -35,5 +37,5 @@ __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
     "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "SGEQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
-    "OptionError", "ColumnError", "RefusedError",
+    "OptionError", "ColumnError", "RefusedError", "SubmitLimitError", "Retry",
 ]

@@ -1,7 +1,6 @@
 """The public functions: submit, load, status, wait, resubmit, cancel."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import ConflictError, ExperimentError, ParamSearchError, QueueError, RefusedError
-from .files import token
+from .errors import ConflictError, ExperimentError, OptionError, ParamSearchError
 from .experiment import Experiment, conflict_message
 from .record import Record, new_record, script_digest
 from .attempts import finalize
-from .lifecycle import Handed, Refused, apply
+from .dispatch import apply_policy, check_max_queued, queues_again, send as dispatch, store_policy
+from .lifecycle import Cancelled, apply, is_held
+from . import loop
 from .queues.base import Queue
-from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
+from .queues.registry import DEFAULT, make_queue, queue_for
+from .retry import Retry
 from .render import RenderedJob, render_jobs
 from .space import as_points
 from .states import (
@@ -45,6 +46,8 @@ def submit(
     replace: bool = False,
     retry_failed: bool = True,
     max_attempts: int | None = None,
+    retry: Retry | None = None,
+    max_queued: int | None = None,
     progress: bool = True,
     **queue_options: Any,
 ) -> pd.DataFrame:
@@ -63,15 +66,24 @@ def submit(
         replace: overwrite jobs whose params or script changed (otherwise an error).
         retry_failed: send jobs that ended FAILED, TIMEOUT, ... again.
         max_attempts: never send a job more than this many times.
+        retry: a :class:`Retry` policy, stored in the experiment: jobs that end in the
+            states it names are sent again (with more time or memory, if it says so) by
+            ``ps.wait``, ``ps.status(apply=True)`` or ``param-search watch``.
+        max_queued: keep at most this many of the experiment's jobs in the queue; the rest
+            wait in the experiment (PENDING, reason "held back: ...") and go out as others
+            end (stored like ``retry``).
         progress: show a progress bar while waiting.
         **queue_options: options of the queue, e.g. ``workers=4`` or ``partition='gpu'``.
     """
     queue = make_queue(use, **queue_options)
+    _check_policy(queue, retry)
+    check_max_queued(max_queued)
     jobs = render_jobs(template, name, as_points(param_space), work_dir)
     if not jobs:
         _print_plan({k: [] for k in _PLAN_KINDS}, queue)
         return _empty_table(Experiment(work_dir), param_space)
     exp = Experiment.create(work_dir)
+    store_policy(exp, retry, max_queued)
     with exp.transaction() as records:
         known = [records[j.job_name] for j in jobs if j.job_name in records]
         reconcile(exp, known)
@@ -80,12 +92,22 @@ def submit(
         _print_plan(plan, queue)
         _setup(exp, records, plan)
         send = plan["new"] + plan["unsent"] + plan["retry"] + plan["changed"] + plan["lost"]
-        _send(exp, queue, records, send)
+        dispatch(exp, queue, records, [records[j.job_name] for j in send], {j.job_name: j.script for j in send})
     if wait if wait is not None else queue.waits_by_default:
         return _wait_for(exp.work_dir, names=[j.job_name for j in jobs], progress=progress,
                          workers=getattr(queue, "workers", None))
-    queue.after_submit(exp, [records[j.job_name] for j in send])
+    queue.after_submit(exp, [r for r in (records[j.job_name] for j in send) if not is_held(r)])
     return jobs_table(exp, [records[j.job_name] for j in jobs])
+
+
+def _check_policy(queue: Queue, retry: Any) -> None:
+    """A retry policy that is no Retry, or asks what the queue cannot do: say so first."""
+    if retry is None:
+        return
+    if not isinstance(retry, Retry):
+        raise OptionError(f"retry= takes a ps.Retry(...) policy, e.g. ps.Retry(max_attempts=3, "
+                          f"on={{'TIMEOUT': {{'time': 2.0}}}}), not {retry!r}")
+    retry.check(queue.name, queue.resource_syntax())
 
 
 _PLAN_KINDS = ("new", "unsent", "active", "completed", "retry", "failed", "changed", "lost")
@@ -157,45 +179,6 @@ def _setup(exp: Experiment, records: dict[str, Record], plan: dict[str, list]) -
         records[job.job_name] = {**new_record(job), "attempt": old["attempt"]}
 
 
-def _send(exp: Experiment, queue: Queue, records: dict[str, Record], jobs: list[RenderedJob],
-          overrides: dict[str, Any] | None = None) -> None:
-    """Hand jobs to the queue, recording the intent (and the queue's settings) before and
-    the outcome after.
-
-    Records the queue definitely refused are restored as they were. If the outcome is
-    unknown (a timeout, Ctrl-C, a crash) the records stay SUBMITTING: the next call asks
-    the queue for them by name (``reconcile``), so nothing is lost or run twice.
-    """
-    batch = f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}-{token(2)}"
-    sending = [records[j.job_name] for j in jobs]
-    if not sending:
-        return
-    exp.install_wrapper()
-    before = {r["job_name"]: dict(r) for r in sending}
-    now = time.time()
-    for record in sending:
-        if not apply(record, Handed(queue.name, batch, now)):
-            raise ExperimentError(f"job {record['job_name']!r} is still {record['state']}: not sent again")
-    exp.save_batch(batch, queue.name, queue.settings, overrides)
-    exp.save_members(batch, sending)
-    exp.save_records(records)
-    refused = True
-    try:
-        scripts = [j.script for j in jobs] if all(j.script for j in jobs) else None
-        queue.submit(exp, sending, scripts)
-    except RefusedError:
-        raise
-    except BaseException:
-        refused = False
-        raise
-    finally:
-        if refused:   # what the queue did not take goes back as it was
-            for record in sending:
-                apply(record, Refused(before[record["job_name"]]))
-            exp.save_members(batch, [r for r in sending if r["batch"] == batch])
-        exp.save_records(records)
-
-
 def load(work_dir: "str | os.PathLike") -> pd.DataFrame:
     """The jobs table of the experiment in ``work_dir``, as last recorded (no scheduler calls)."""
     exp = Experiment.open(work_dir)
@@ -222,8 +205,19 @@ def _select(records: dict[str, Record], names: list[str] | None) -> list[Record]
     return [records[n] for n in names]
 
 
-def status(jobs: JobsLike) -> pd.DataFrame:
-    """The jobs table refreshed from the job folders and the queues (batched queries)."""
+def status(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
+    """The jobs table refreshed from the job folders and the queues (batched queries).
+
+    With ``apply=True``, also apply the experiment's stored policy once (retry what it
+    names, send held-back jobs there is room for) and return the table after that.
+    """
+    table = _status(jobs)
+    if apply and apply_policy(Experiment.open(work_dir_of(table)), table):
+        table = _status(_names_frame(Experiment.open(work_dir_of(table)), table["job_name"].tolist()))
+    return table
+
+
+def _status(jobs: JobsLike) -> pd.DataFrame:
     exp, names = _open(jobs, as_list=False)
     with exp.lock():
         index = exp.load_index()
@@ -275,27 +269,19 @@ def wait(jobs: JobsLike, timeout: float | None = None, *, names: Sequence[str] |
     exp, table_names = _open(jobs)
     names = list(names) if names is not None else table_names
     deadline = None if timeout is None else time.monotonic() + timeout
-    table = _refreshed(exp, names, workers, progress, deadline)
-    _never_sent(table)
-    bar, interval = None, poll_interval
+    first = loop.patiently(lambda: _refreshed(exp, names, workers, progress, deadline), deadline)
+    _never_sent(first)
+    names = list(first["job_name"])
+    bar = _wait_bar(len(first), progress) if not loop.all_final(first) else None
     try:
-        while not table["job_state"].isin(FINAL_STATES).all():
-            bar = bar or _wait_bar(len(table), progress)
-            _show(bar, table)
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise TimeoutError(f"jobs still not finished after {timeout} s: "
-                                   f"{dict(Counter(table['job_state']))}")
-            time.sleep(interval)
-            before = Counter(table["job_state"])
-            table = _patiently(_refreshed, exp, list(table["job_name"]), workers, progress, deadline)
-            changed = Counter(table["job_state"]) != before
-            interval = poll_interval if changed else min(interval * 1.5, max_interval)
-        if bar is not None:
-            _show(bar, table)
+        return loop.run(lambda: _refreshed(exp, names, workers, progress, deadline),
+                        [lambda table: apply_policy(exp, table)], first=first,
+                        show=lambda table: bar is not None and _show(bar, table), deadline=deadline,
+                        poll_interval=poll_interval, max_interval=max_interval,
+                        timeout_words=f" after {timeout} s")
     finally:
         if bar is not None:
             bar.close()
-    return table
 
 
 _wait_for = wait   # for functions whose ``wait`` parameter shadows the function
@@ -310,23 +296,6 @@ def _never_sent(table: pd.DataFrame) -> None:
             "for them would never end; send them by calling the same ps.submit again (it sends "
             "new and unsent points), then wait"
         )
-
-
-def _patiently(refreshed, exp: Experiment, names, workers, progress, deadline):
-    """A refresh while waiting: a scheduler that does not answer (restarting, overloaded) is
-    waited out with backoff until the caller's deadline, with one line saying so."""
-    delay, said = 2.0, False
-    while True:
-        try:
-            return refreshed(exp, names, workers, progress, deadline)
-        except QueueError as exc:
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise
-            if not said:
-                print(f"param_search: the scheduler did not answer ({exc}); retrying", file=sys.stderr)
-                said = True
-            time.sleep(delay)
-            delay = min(delay * 2, 60.0)
 
 
 def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
@@ -387,10 +356,10 @@ def resubmit(jobs: JobsLike, states: Sequence[str] = RESUBMIT_STATES, *, use: "s
         send = [r for r in chosen if r["state"] in states
                 and (max_attempts is None or r["attempt"] < max_attempts)]
         _check_folders(exp, send)
-        groups = _queues_again(exp, send, use, queue_options)
+        groups = queues_again(exp, send, use, queue_options)
         print(f"param_search: resubmitting {len(send)} of {len(chosen)} jobs", file=sys.stderr)
         for queue, group in groups:
-            _send(exp, queue, records, [_as_job(r) for r in group], overrides=queue_options)
+            dispatch(exp, queue, records, group, overrides=queue_options)
     chosen_names = [r["job_name"] for r in chosen]
     waits = any(queue.waits_by_default for queue, _ in groups)
     if groups and (wait if wait is not None else waits):
@@ -408,37 +377,18 @@ def _check_folders(exp: Experiment, records: list[Record]) -> None:
         )
 
 
-def _queues_again(exp: Experiment, records: list[Record], use: "str | Queue | None",
-                  overrides: dict[str, Any]) -> "list[tuple[Queue, list[Record]]]":
-    """The queue each record goes to when sent again: the one its last batch went to,
-    with the settings stored with that batch, updated by ``overrides``; grouped."""
-    if isinstance(use, Queue):
-        return [(make_queue(use, **overrides), records)] if records else []
-    groups: dict[str, tuple[Queue, list[Record]]] = {}
-    for record in records:
-        name = queue_class(str(use or record["queue"] or DEFAULT)).name
-        stored = exp.batch_settings(record["batch"]) if record["batch"] else None
-        settings = stored["settings"] if stored and stored.get("queue") == name else {}
-        settings = {**settings, **overrides}
-        key = json.dumps([name, settings], sort_keys=True, default=repr)
-        if key not in groups:
-            groups[key] = (make_queue(name, **settings), [])
-        groups[key][1].append(record)
-    return list(groups.values())
-
-
-def _as_job(record: Record) -> RenderedJob:
-    return RenderedJob(record["job_name"], record["hash"], record["params"], "")
-
-
 def cancel(jobs: JobsLike) -> pd.DataFrame:
     """Cancel the pending and running jobs among ``jobs`` (a table, rows of it, or a work_dir)."""
     exp, names = _open(jobs)
     with exp.transaction() as records:
         chosen = _fresh_choice(exp, records, names)
         active = [r for r in chosen if r["state"] in ACTIVE_STATES]
-        for name in {r["queue"] for r in active}:
-            group = [r for r in active if r["queue"] == name]
+        now = time.time()
+        for record in active:
+            if is_held(record):   # in no queue: nothing to ask
+                apply(record, Cancelled(now))
+        for name in {r["queue"] for r in active if r["state"] in ACTIVE_STATES}:
+            group = [r for r in active if r["queue"] == name and r["state"] in ACTIVE_STATES]
             queue_for(exp, name, latest_batch(group)).cancel(exp, group)
         refresh(exp, active)
         for record in active:

@@ -4,6 +4,7 @@
     param-search wait    WORK_DIR [--timeout S]
     param-search resubmit WORK_DIR [--states FAILED,TIMEOUT] [--max-attempts N]
     param-search cancel  WORK_DIR
+    param-search watch   WORK_DIR [--detach | --stop]   keep the sweep going (retry, top up)
 
 Errors print their message (exit code 1); ``--debug`` shows the traceback too.
 """
@@ -46,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     resubmit.set_defaults(run=_resubmit)
     cancel = commands.add_parser("cancel", help="cancel pending and running jobs")
     cancel.set_defaults(run=_cancel)
-    for sub in (status, wait, resubmit, cancel):
+    watch = commands.add_parser("watch", help="keep the sweep going: apply its retry policy, send "
+                                "held-back jobs, show a live view; exits when every job is final")
+    mode = watch.add_mutually_exclusive_group()
+    mode.add_argument("--detach", action="store_true", help="run in the background (log: .param_search/watch.log)")
+    mode.add_argument("--stop", action="store_true", help="stop the background supervisor (never the jobs)")
+    watch.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes at first")
+    watch.set_defaults(run=_watch)
+    for sub in (status, wait, resubmit, cancel, watch):
         sub.add_argument("work_dir", help="the experiment folder (ps.submit's work_dir)")
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -91,6 +99,27 @@ def _cancel(args) -> int:
     jobs = api.cancel(args.work_dir)
     print(f"{len(jobs)} jobs: {_summary(jobs)}")
     return 0
+
+
+def _watch(args) -> int:
+    from . import watch
+
+    if args.stop:
+        pid = watch.stop(args.work_dir)
+        print(f"stopped the supervisor (pid {pid}); the jobs go on" if pid else "no supervisor was running")
+        return 0
+    if args.detach:
+        pid = watch.detach(args.work_dir)
+        print(f"supervisor running in the background (pid {pid}); stop it with: "
+              f"param-search watch --stop {args.work_dir}")
+        return 0
+    try:
+        jobs = watch.watch(args.work_dir, poll_interval=args.interval)
+    except KeyboardInterrupt:
+        print("param-search: stopped watching; the jobs go on", file=sys.stderr)
+        return 130
+    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    return 0 if (jobs["job_state"] == "COMPLETED").all() else 3
 
 
 if __name__ == "__main__":

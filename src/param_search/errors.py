@@ -45,6 +45,10 @@ class RefusedError(QueueError):
     not installed); a submission whose outcome is unknown (a timeout) raises QueueError."""
 
 
+class SubmitLimitError(RefusedError):
+    """The scheduler refused jobs because a submit limit is reached (too many queued)."""
+
+
 class CommandNotFoundError(RefusedError):
     """A scheduler's command is not installed (or not on PATH)."""
 

@@ -173,6 +173,28 @@ class Experiment:
                 ) from None
         return self._batches[batch]
 
+    # -- the policy --------------------------------------------------------------------
+    @property
+    def policy_path(self) -> str:
+        return os.path.join(self.state_dir, "policy.json")
+
+    def policy(self) -> dict[str, Any]:
+        """What the sweep does by itself (``retry``, ``max_queued``, a learned ``submit_limit``),
+        as :meth:`save_policy` stored it; {} if nothing."""
+        try:
+            with open(self.policy_path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise ExperimentError(
+                f"{self.policy_path} is not valid JSON ({exc}); it holds the sweep's retry policy "
+                "and submit limits: delete it and pass retry=/max_queued= to ps.submit again"
+            ) from None
+
+    def save_policy(self, policy: dict[str, Any]) -> None:
+        atomic_write(self.policy_path, json.dumps(policy, indent=1, sort_keys=True))
+
     # -- locking -----------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

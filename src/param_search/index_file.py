@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .files import atomic_write
 from .identity import json_default
-from .record import FIELDS as RECORD_FIELDS
+from .record import FIELDS as RECORD_FIELDS, LATER_FIELDS
 
 try:   # 3-5x faster than json; json is the fallback, same text
     import orjson
@@ -186,6 +186,9 @@ def read(path: str) -> pa.Table:
     metadata = table.schema.metadata or {}
     if metadata.get(b"param_search") != FORMAT_VERSION.encode():
         raise ValueError("not a param_search index of this version")
+    for name in LATER_FIELDS:
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, FIELDS[name]), pa.nulls(table.num_rows, FIELDS[name]))
     missing = set(FIELDS).difference(table.column_names)
     if missing:
         raise ValueError(f"columns {sorted(missing)} are missing")

@@ -9,7 +9,9 @@ scheduler without a trace); the rules that turn those facts into states live her
                     |  Unsent: back to NEW (the queue never got it)                |
     any active state --Verdict (the scheduler's word) / Cancelled / Vanished -------+
 
-A final record never becomes active again but by Handed, which starts the next attempt; a
+A job held back (``Held``: over ``max_queued`` or the scheduler's submit limit) is PENDING
+in the experiment only, with a reason starting ``held back:``; no queue is asked about it
+until Handed sends it. A final record never becomes active again but by Handed, which starts the next attempt; a
 Verdict may still replace its state by a final one only the scheduler can give (TIMEOUT,
 OUT_OF_MEMORY, ...), or by any final one if the job recorded no exit code itself.
 """
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 CANCEL_SIGNALS = ("TERM", "INT")
 #: The reason of a record whose scheduler no longer lists it, followed by an ISO time.
 UNLISTED = "not listed by the scheduler since "
+#: The reason of a record held back in the experiment (never handed to its queue yet).
+HELD = "held back: "
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,15 @@ class Handed:
     queue: str
     batch: str
     at: float
+
+
+@dataclass(frozen=True)
+class Held:
+    """The next attempt waits in the experiment, not in ``queue``, for ``why``; ``batch``
+    names the stored settings it will go out with."""
+    queue: str
+    batch: str | None
+    why: str
 
 
 @dataclass(frozen=True)
@@ -56,9 +69,11 @@ class Unsent:
 
 @dataclass(frozen=True)
 class Accepted:
-    """The queue took the attempt (its id, if it gives one)."""
+    """The queue took the attempt (its id, if it gives one, and the resources it asks for:
+    ``time_limit``, ``mem_limit``, ``excluded``)."""
     job_id: str | None
     reason: str | None = None
+    resources: "dict[str, str | None] | None" = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +151,7 @@ class Requeued:
     reason: str | None = None
 
 
-Event = (Handed | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
+Event = (Handed | Held | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
          | Vanished | Recovered | Unlisted | Requeued)
 
 
@@ -146,10 +161,15 @@ def apply(record: "Record", event: Event) -> bool:
     state = record["state"]
     active = state in ACTIVE_STATES
     if isinstance(event, Handed):
-        if active:
+        if active and not is_held(record):
             return False
         record.update(dict.fromkeys(ATTEMPT_FIELDS), state=SUBMITTING, attempt=record["attempt"] + 1,
                       queue=event.queue, batch=event.batch, submitted=event.at)
+    elif isinstance(event, Held):
+        if active and not is_held(record):
+            return False
+        record.update(dict.fromkeys(ATTEMPT_FIELDS), state=PENDING, queue=event.queue,
+                      batch=event.batch, submitted=None, reason=HELD + event.why)
     elif isinstance(event, Refused):
         if state != SUBMITTING:
             return False
@@ -164,8 +184,9 @@ def apply(record: "Record", event: Event) -> bool:
         if state not in (SUBMITTING, UNKNOWN, PENDING):
             return False
         record.update(state=PENDING, job_id=event.job_id, reason=event.reason)
+        record.update(event.resources or {})
     elif isinstance(event, Waiting):
-        if state not in (PENDING, SUBMITTING):
+        if state not in (PENDING, SUBMITTING) or is_held(record):
             return False
         record["reason"] = event.reason
     elif isinstance(event, Started):
@@ -203,6 +224,11 @@ def apply(record: "Record", event: Event) -> bool:
     else:
         raise TypeError(f"not a lifecycle event: {event!r}")
     return True
+
+
+def is_held(record: "Record") -> bool:
+    """Whether the record waits in the experiment (see :class:`Held`), not in a queue."""
+    return record["state"] == PENDING and (record["reason"] or "").startswith(HELD)
 
 
 def unlisted_since(record: "Record") -> float | None:

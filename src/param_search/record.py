@@ -39,6 +39,10 @@ class JobRecord(TypedDict):
     error: str | None         # the most telling line of stderr, once final
     stdout: str | None        # log tails, once final
     stderr: str | None
+    time_limit: str | None    # the attempt's resources as sent (option or script directive)
+    mem_limit: str | None
+    excluded: str | None      # nodes the attempt was kept off
+    history: str | None       # one line per retry decision, e.g. "attempt 1: TIMEOUT at 0:01:00 -> time 0:02:00"
 
 
 Record = JobRecord
@@ -50,10 +54,14 @@ FIELDS: dict[str, str] = {
     "state": "text", "exit_code": "int", "signal": "text",
     "submitted": "time", "started": "time", "ended": "time", "node": "text", "reason": "text",
     "error": "text", "stdout": "text", "stderr": "text",
+    "time_limit": "text", "mem_limit": "text", "excluded": "text", "history": "text",
 }
-#: The fields that describe one attempt's outcome, cleared when a new attempt is sent.
+#: Fields added after the index format was fixed: an older index without them reads as null.
+LATER_FIELDS = ("time_limit", "mem_limit", "excluded", "history")
+#: The fields that describe one attempt (its resources and outcome), cleared when a new
+#: attempt is sent.
 ATTEMPT_FIELDS = ("job_id", "owner", "exit_code", "signal", "started", "ended", "node", "reason",
-                  "error", "stdout", "stderr")
+                  "error", "stdout", "stderr", "time_limit", "mem_limit", "excluded")
 
 
 def new_record(job: "RenderedJob") -> JobRecord:
@@ -65,6 +73,7 @@ def new_record(job: "RenderedJob") -> JobRecord:
         "state": NEW, "exit_code": None, "signal": None,
         "submitted": None, "started": None, "ended": None, "node": None, "reason": None,
         "error": None, "stdout": None, "stderr": None,
+        "time_limit": None, "mem_limit": None, "excluded": None, "history": None,
     }
 
 

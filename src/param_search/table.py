@@ -22,6 +22,7 @@ from .states import RUNNING
 JOB_COLUMNS = (
     "job_name", "job_dir", "job_id", "job_state", "exit_code", "runtime", "error",
     "stdout", "stderr", "attempt", "queue", "batch", "node", "reason", "hash", "submitted", "started", "ended",
+    "time_limit", "mem_limit", "excluded", "history",
 )
 _FROM_FIELD = {"job_state": "state"}
 _TIMES = ("submitted", "started", "ended")

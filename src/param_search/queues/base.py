@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import OptionError
+from ..retry import Resources
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,6 +76,27 @@ class Queue(ABC):
               deadline: float | None = None, workers: int | None = None) -> bool:
         """Do in this process what the jobs among ``names`` need to progress (a scheduler's
         jobs need nothing: return False; the local queue runs the jobs no runner owns)."""
+        return False
+
+    #: Lower-case fragments of a refusal because a submit limit is reached (too many jobs
+    #: queued by this user): the jobs are held back, not failed.
+    limit_refusals: ClassVar[tuple[str, ...]] = ()
+
+    def resource_syntax(self) -> Resources | None:
+        """How this queue reads and writes time limits and memory (None: it has neither, so a
+        retry policy can only send jobs again as they were)."""
+        return None
+
+    def with_resources(self, settings: dict[str, Any], resources: dict[str, str | None]) -> dict[str, Any]:
+        """The queue settings for an attempt asking for ``resources`` (``time_limit``, ``mem_limit``,
+        ``excluded``)."""
+        if resources:
+            raise OptionError(f"the {self.name} queue has no time limits, memory or nodes to change")
+        return settings
+
+    def run_detached(self, exp: "Experiment") -> bool:
+        """Like :meth:`drive`, but in a process of its own that outlives the caller (a
+        scheduler's jobs need none: return False)."""
         return False
 
     def snapshot(self, job_ids: "pa.Array") -> "pa.Table | None":

@@ -16,6 +16,7 @@ ids finds its chunks again by name (:meth:`BatchQueue.reconcile`).
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import time
@@ -24,10 +25,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..attempts import observe
-from ..errors import CommandError, OptionError, QueueError, RefusedError
+from ..errors import CommandError, OptionError, QueueError, RefusedError, SubmitLimitError
 from ..experiment import read_map, write_map
 from ..lifecycle import Accepted, Cancelled, Unlisted, Vanished, apply, unlisted_since, verdict_of
 from ..proc import call
+from ..resources import clock, megabytes, seconds
+from ..retry import Resources
 from ..states import CANCELLED, ENDED, FAILED, FINAL_STATES, PENDING
 from .base import Queue
 
@@ -66,6 +69,15 @@ class BatchQueue(Queue):
     lists_every_job: ClassVar[bool] = True
     #: Seconds a job may be unknown to the scheduler without an exit record before it is final.
     vanish_grace: ClassVar[float] = 300.0
+    #: The settings (constructor arguments) holding the time limit, memory and excluded nodes.
+    time_setting: ClassVar[str]
+    mem_setting: ClassVar[str]
+    exclude_setting: ClassVar[str | None] = None
+    #: What a bare number is worth: seconds of time, MiB of memory.
+    bare_time: ClassVar[float] = 1.0
+    bare_mem: ClassVar[float] = 1.0 / 2**20
+    #: How memory is written back: MiB followed by this unit.
+    mem_unit: ClassVar[str] = "M"
 
     def __init__(self, options: list[str], array: bool, max_running: int | None,
                  max_array_size: int | None, submit_timeout: float):
@@ -120,6 +132,10 @@ class BatchQueue(Queue):
     def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
         """Chunk name -> job id, for the chunks among ``names`` the scheduler knows."""
 
+    @abstractmethod
+    def resource_options(self, options: list[str]) -> dict[str, str]:
+        """The ``time_limit``, ``mem_limit`` and ``excluded`` nodes that ``options`` ask for."""
+
     def query_ids(self, job_ids: list[str]) -> list[str]:
         """The ids to name in a status or accounting call (default: each array once)."""
         return sorted({i.split("_")[0].split(".")[0] for i in job_ids})
@@ -136,13 +152,40 @@ class BatchQueue(Queue):
         it was cancelled while pending (default: never concluded)."""
         return False
 
+    # -- resources ---------------------------------------------------------------------
+    def resource_syntax(self) -> Resources:
+        return Resources(lambda t: seconds(t, self.bare_time), clock,
+                         lambda m: megabytes(m, self.bare_mem), lambda mib: f"{math.ceil(mib)}{self.mem_unit}",
+                         self.exclude_setting is not None)
+
+    def with_resources(self, settings: dict[str, Any], resources: dict[str, str | None]) -> dict[str, Any]:
+        names = {"time_limit": self.time_setting, "mem_limit": self.mem_setting, "excluded": self.exclude_setting}
+        new = dict(settings)
+        for key, value in resources.items():
+            if names[key] is None:
+                raise OptionError(f"the {self.name} queue cannot keep jobs off nodes")
+            new[names[key]] = value
+        return new
+
+    def attempt_resources(self, directives: list[str]) -> dict[str, str | None]:
+        """What an attempt asks for: the queue's options win over the script's directives."""
+        found = {"time_limit": None, "mem_limit": None, "excluded": None}
+        found.update(self.resource_options(directives))
+        found.update(self.resource_options(self.options))
+        return found
+
     # -- calling -----------------------------------------------------------------------
     def run_submit(self, argv: list[str]) -> str:
         """Run the submit command, retrying transient refusals for ``submit_timeout`` s.
 
         Raises RefusedError when the scheduler said no (nothing was queued), QueueError when
         the outcome is unknown (it kept timing out: the jobs may be queued)."""
-        return self.call_patiently(argv, f"{self.submit_command} refused the jobs", RefusedError)
+        try:
+            return self.call_patiently(argv, f"{self.submit_command} refused the jobs", RefusedError)
+        except RefusedError as exc:
+            if any(fragment in str(exc).lower() for fragment in self.limit_refusals):
+                raise SubmitLimitError(str(exc)) from exc
+            raise
 
     def call_patiently(self, argv: list[str], failure: str, refused: type = QueueError) -> str:
         """Run a command, retrying transient failures (the controller restarting, a socket
@@ -234,8 +277,9 @@ class BatchQueue(Queue):
         map_path = os.path.join(exp.state_dir, "batches", f"{name}.map")
         write_map(map_path, [(exp.job_dir(r["job_name"]), r["attempt"], r["mode"]) for r in chunk])
         job_id = self.parse_submit(self.run_submit(self.submit_argv(exp, name, map_path, len(chunk), directives)))
+        resources = self.attempt_resources(directives)
         for i, record in enumerate(chunk):
-            apply(record, Accepted(self.task_id(job_id, i) if self.array else job_id))
+            apply(record, Accepted(self.task_id(job_id, i) if self.array else job_id, resources=resources))
 
     # -- reconcile ---------------------------------------------------------------------
     def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:

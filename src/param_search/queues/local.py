@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..attempts import finalize, observe, process_alive, read_start, read_status
 from ..errors import ExperimentError, OptionError
-from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply
+from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply, is_held
 from ..states import ACTIVE_STATES, CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 from .base import Queue
 
@@ -126,15 +126,23 @@ class LocalQueue(Queue):
         default this queue's); False if there were none."""
         records = exp.load_records()
         chosen = records.values() if names is None else [records[n] for n in names if n in records]
-        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not owner_alive(exp, r["owner"])
-                   for r in chosen):
+        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not is_held(r)
+                   and not owner_alive(exp, r["owner"]) for r in chosen):
             return False
         LocalRunner(exp, workers or self.workers, progress).run(None if names is None else set(names), deadline)
         return True
 
+    def run_detached(self, exp: "Experiment") -> bool:
+        """Start a background runner if some local job has none."""
+        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not is_held(r)
+                   and not owner_alive(exp, r["owner"]) for r in exp.load_records().values()):
+            return False
+        self.start_runner(exp)
+        return True
+
     def refresh_records(self, exp: "Experiment", records: list["Record"]) -> None:
         """Bring the local records up to date: their attempt files, then their processes."""
-        active = [r for r in records if r["state"] in ACTIVE_STATES]
+        active = [r for r in records if r["state"] in ACTIVE_STATES and not is_held(r)]
         for record in active:
             observe(exp, record)
         self.poll(exp, active)
@@ -235,7 +243,7 @@ class LocalRunner:
             local = [r for r in records.values() if r["queue"] == LocalQueue.name
                      and (names is None or r["job_name"] in names)]
             LocalQueue().refresh_records(self.exp, local)
-            todo = [r for r in local if r["state"] == PENDING
+            todo = [r for r in local if r["state"] == PENDING and not is_held(r)
                     and not owner_alive(self.exp, r["owner"])]
             for record in todo:
                 record["owner"] = self.me

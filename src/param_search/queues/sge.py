@@ -51,6 +51,8 @@ class SGEQueue(BatchQueue):
     directive = "#$"
     submit_command = "qsub"
     transient = TRANSIENT
+    limit_refusals = ("jobs are allowed per user", "max_u_jobs", "jobs exceeds", "max_jobs")
+    time_setting, mem_setting = "h_rt", "h_vmem"
 
     def __init__(self, queue: str | None = None, pe: str | None = None, slots: int | None = None,
                  h_rt: str | None = None, h_vmem: str | None = None, mem: str | None = None,
@@ -66,6 +68,16 @@ class SGEQueue(BatchQueue):
     # -- submit ------------------------------------------------------------------------
     def own_options(self, options: list[str]) -> list[str]:
         return text.drop_own_options(options)
+
+    def resource_options(self, options: list[str]) -> dict[str, str]:
+        resources = text.split_resources(options)[1]
+        return {k: resources[r] for k, r in (("time_limit", "h_rt"), ("mem_limit", "h_vmem")) if resources.get(r)}
+
+    def with_resources(self, settings: dict[str, Any], resources: dict[str, str | None]) -> dict[str, Any]:
+        settings = dict(settings)
+        if "mem_limit" in resources and settings.get("mem") is not None:
+            settings["mem"] = None   # another name for h_vmem, which the new value replaces
+        return super().with_resources(settings, resources)
 
     def discover_max_array_size(self) -> int:
         try:

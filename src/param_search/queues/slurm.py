@@ -42,6 +42,14 @@ SACCT_FIELDS = "JobID,JobIDRaw,JobName,State,ExitCode,Elapsed,NodeList,Submit,St
 SACCT = ("sacct", "--parsable2", "--noheader")
 TRANSIENT = ("socket timed out", "temporarily unable to accept", "resource temporarily unavailable",
              "unable to contact slurm controller", "connection refused", "slurm_persist_conn")
+#: Fragments of sbatch's refusals for a reached submit limit (per user, account, QOS or the
+#: whole cluster's MaxJobCount, which sbatch reports as temporarily unavailable).
+LIMIT_REFUSALS = ("qosmaxsubmitjobperuserlimit", "qosmaxsubmitjobperaccountlimit", "assocmaxsubmitjoblimit",
+                  "assocgrpsubmitjobslimit", "qosgrpsubmitjobslimit", "job submit limit",
+                  "resource temporarily unavailable")
+#: sbatch's spellings of the options holding an attempt's resources.
+RESOURCE_OPTIONS = {"--time": "time_limit", "-t": "time_limit", "--mem": "mem_limit", "--exclude": "excluded",
+                    "-x": "excluded"}
 #: sbatch options param_search sets itself; the same options found in scripts are dropped.
 OWN_OPTIONS = {"-J": "--job-name", "-o": "--output", "-e": "--error", "-a": "--array"}
 
@@ -50,8 +58,8 @@ class SlurmQueue(BatchQueue):
     """Submit to Slurm with job arrays (or one sbatch per job with ``array=False``).
 
     Args:
-        partition, time, mem, cpus_per_task, gres, account, qos, constraint: sbatch options
-            (``--partition`` etc.) applied to every job, overriding the scripts' directives.
+        partition, time, mem, cpus_per_task, gres, account, qos, constraint, exclude: sbatch
+            options (``--partition`` etc.) applied to every job, overriding the scripts' directives.
         extra_args: more sbatch arguments, e.g. ``['--exclusive']``.
         array: submit job arrays (default) or one job per sbatch call.
         max_running: at most this many tasks of each array run at once (``%N``).
@@ -64,19 +72,25 @@ class SlurmQueue(BatchQueue):
     submit_command = "sbatch"
     transient = TRANSIENT
     gone = ("invalid job id", "already completing or completed")
+    limit_refusals = LIMIT_REFUSALS
+    time_setting, mem_setting, exclude_setting = "time", "mem", "exclude"
+    bare_time, bare_mem = 60.0, 1.0   # sbatch reads a bare number as minutes, megabytes
 
     def __init__(self, partition: str | None = None, time: str | None = None,
                  mem: str | None = None, cpus_per_task: int | None = None, gres: str | None = None,
                  account: str | None = None, qos: str | None = None, constraint: str | None = None,
-                 extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
+                 exclude: str | None = None, extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
                  max_array_size: int | None = None, submit_timeout: float = 120.0):
         named = {"partition": partition, "time": time, "mem": mem, "cpus-per-task": cpus_per_task,
-                 "gres": gres, "account": account, "qos": qos, "constraint": constraint}
+                 "gres": gres, "account": account, "qos": qos, "constraint": constraint, "exclude": exclude}
         options = [f"--{k}={v}" for k, v in named.items() if v is not None] + arg_list(extra_args, "sbatch")
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     def own_options(self, options: list[str]) -> list[str]:
         return _drop_own_options(options)
+
+    def resource_options(self, options: list[str]) -> dict[str, str]:
+        return parse_resource_options(options)
 
     def discover_max_array_size(self) -> int:
         return parse_max_array_size(self.call_patiently(["scontrol", "show", "config"],
@@ -154,6 +168,20 @@ def _drop_own_options(options: list[str]) -> list[str]:
             continue   # short option glued to its value, e.g. -o%J.out
         kept.append(opt)
     return kept
+
+
+def parse_resource_options(options: list[str]) -> dict[str, str]:
+    """``time_limit``, ``mem_limit`` and ``excluded`` from sbatch options (``--time=1:00:00``,
+    ``--time 1:00:00``, ``-t 60``, ``-t60``; later ones win, as in sbatch)."""
+    found: dict[str, str] = {}
+    items = iter(options)
+    for opt in items:
+        flag, eq, value = opt.partition("=")
+        if flag in RESOURCE_OPTIONS:
+            found[RESOURCE_OPTIONS[flag]] = value if eq else next(items, "")
+        elif opt[:2] in ("-t", "-x") and len(opt) > 2 and not opt.startswith("--"):
+            found[RESOURCE_OPTIONS[opt[:2]]] = opt[2:]
+    return found
 
 
 def parse_sbatch(text: str) -> str:

@@ -29,7 +29,7 @@ from ..proc import call
 from .batch import BatchQueue, arg_list, chunks
 from .torque_text import (
     DEFAULT_MAX_ARRAY_SIZE, array_spec, chunks_in_qstat, driver_text, drop_own_options, id_key,
-    parse_max_array_size, parse_qstat_full, parse_qsub, qdel_ids, qsub_argv, query_ids,
+    parse_max_array_size, parse_qstat_full, parse_qsub, qdel_ids, qsub_argv, query_ids, split_resources,
     queue_options, task_id, wrapper_task,
 )
 
@@ -66,6 +66,10 @@ class TorqueQueue(BatchQueue):
     gone = ("unknown job", "already", "invalid job id", "invalid state")
     status_lists_ended = True
     lists_every_job = False   # Slurm's wrapper lists no array task by its index
+    limit_refusals = ("maximum number of jobs", "would exceed", "qosmaxsubmitjobperuserlimit",
+                      "assocmaxsubmitjoblimit", "job submit limit")
+    time_setting, mem_setting = "walltime", "mem"
+    mem_unit = "mb"
 
     def __init__(self, queue: str | None = None, walltime: str | None = None, mem: str | None = None,
                  nodes: int | None = None, ppn: int | None = None, account: str | None = None,
@@ -76,6 +80,10 @@ class TorqueQueue(BatchQueue):
 
     def own_options(self, options: list[str]) -> list[str]:
         return drop_own_options(options)
+
+    def resource_options(self, options: list[str]) -> dict[str, str]:
+        resources = split_resources(options)[1]
+        return {k: resources[r] for k, r in (("time_limit", "walltime"), ("mem_limit", "mem")) if resources.get(r)}
 
     def discover_max_array_size(self) -> int:
         """The server's max_job_array_size, else 1000."""

@@ -1,0 +1,279 @@
+"""Sending attempts to queues, within the sweep's limits, and the stored policy applied.
+
+Every attempt is recorded before its queue is asked (so a crash loses nothing and runs
+nothing twice, see ``refresh.reconcile``). Jobs beyond ``max_queued`` or a scheduler's
+submit limit are held back in the experiment (PENDING, reason ``held back: ...``) and go
+out as others end; jobs that ended in a state the retry policy names go out again with the
+resources it decides. :func:`apply_policy` is that decision round, run by ``ps.wait``, the
+supervisor and ``ps.status(apply=True)`` alike.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ExperimentError, OptionError, RefusedError, SubmitLimitError
+from .experiment import Experiment
+from .files import token
+from .lifecycle import HELD, Handed, Held, Refused, apply, is_held
+from .queues.base import Queue
+from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
+from .record import Record
+from .retry import Retry
+from .states import ACTIVE_STATES, FINAL_STATES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+# -- the stored policy -------------------------------------------------------------------
+def check_max_queued(max_queued: Any) -> None:
+    if max_queued is not None and (isinstance(max_queued, bool) or not isinstance(max_queued, int)
+                                   or max_queued < 1):
+        raise OptionError(f"max_queued must be an int >= 1 (or None), not {max_queued!r}")
+
+
+def store_policy(exp: Experiment, retry: "Retry | None", max_queued: int | None) -> None:
+    """Keep ``retry`` and ``max_queued`` in the experiment (None: keep what is stored); a
+    submit limit learned earlier is forgotten (it is found again if still there)."""
+    with exp.lock():
+        policy = exp.policy()
+        new = dict(policy)
+        new.pop("submit_limit", None)
+        if retry is not None:
+            new["retry"] = retry.to_json()
+        if max_queued is not None:
+            new["max_queued"] = max_queued
+        if new != policy:
+            exp.save_policy(new)
+
+
+def retry_policy(policy: Mapping[str, Any]) -> Retry | None:
+    return Retry.from_json(policy["retry"]) if policy.get("retry") else None
+
+
+def in_queue(records: Mapping[str, Record]) -> int:
+    """How many of the experiment's jobs the queues hold (held-back ones are not there)."""
+    return sum(1 for r in records.values() if r["state"] in ACTIVE_STATES and not is_held(r))
+
+
+def room(policy: Mapping[str, Any], records: Mapping[str, Record]) -> float:
+    """How many more jobs may go out now."""
+    limits = [policy.get("max_queued"), (policy.get("submit_limit") or {}).get("queued")]
+    limits = [n for n in limits if n is not None]
+    return max(min(limits) - in_queue(records), 0) if limits else float("inf")
+
+
+# -- sending -----------------------------------------------------------------------------
+def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list[Record],
+         scripts: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None,
+         probe: bool = False) -> None:
+    """Hand ``chosen`` to ``queue`` within the sweep's limits; hold back the rest.
+
+    ``scripts``: rendered scripts by job name, when at hand. ``probe``: try one job more
+    than a learned submit limit allows (the limit may have grown). Raises RefusedError if
+    the queue refused them (they are as before), QueueError if the outcome is unknown (they
+    stay SUBMITTING, found again by the next call).
+    """
+    if not chosen:
+        return
+    policy = exp.policy()
+    free = room(policy, records) + (1 if probe and _limit_binds(policy) else 0)
+    now, later = (chosen, []) if free >= len(chosen) else (chosen[:int(free)], chosen[int(free):])
+    _hold(exp, queue, later, _limit_words(policy) if _limit_binds(policy) else f"max_queued={policy.get('max_queued')}",
+          overrides)
+    refused = _within_limit(exp, queue, records, now, scripts or {}, overrides)
+    if refused:
+        exp.save_records(records)
+        _learn_limit(exp, records, refused[1])
+        _hold(exp, queue, refused[0], _limit_words(exp.policy()), overrides)
+    elif probe and _limit_binds(policy) and now:
+        policy["submit_limit"]["queued"] = max(policy["submit_limit"]["queued"], in_queue(records))
+        exp.save_policy(policy)
+    exp.save_records(records)
+
+
+def _limit_binds(policy: Mapping[str, Any]) -> bool:
+    """Whether a learned submit limit, not ``max_queued``, is what holds jobs back."""
+    limit = (policy.get("submit_limit") or {}).get("queued")
+    max_queued = policy.get("max_queued")
+    return limit is not None and (max_queued is None or limit < max_queued)
+
+
+def _within_limit(exp: Experiment, queue: Queue, records: dict[str, Record], group: list[Record],
+                  scripts: Mapping[str, str], overrides: dict[str, Any] | None
+                  ) -> "tuple[list[Record], str] | None":
+    """Send ``group``; if a submit limit refuses part of it, send halves of that part until
+    one job is refused. Returns the refused records and the scheduler's words, if any."""
+    try:
+        _hand(exp, queue, records, group, scripts, overrides)
+        return None
+    except SubmitLimitError as exc:
+        refused = [r for r in group if _unsent(r)]
+        if len(refused) <= 1:
+            return refused, str(exc)
+        half = len(refused) // 2
+        first = _within_limit(exp, queue, records, refused[:half], scripts, overrides)
+        if first:
+            return first[0] + refused[half:], first[1]
+        return _within_limit(exp, queue, records, refused[half:], scripts, overrides)
+
+
+def _unsent(record: Record) -> bool:
+    """Whether a record handed in a refused submission went back (it has no live attempt)."""
+    return record["state"] not in ACTIVE_STATES or is_held(record)
+
+
+def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: list[Record],
+          scripts: Mapping[str, str], overrides: dict[str, Any] | None) -> None:
+    """Hand one group to the queue, recording the intent (and the queue's settings) before
+    and the outcome after; records the queue definitely refused are restored as they were."""
+    batch = new_batch(exp)
+    exp.install_wrapper()
+    before = {r["job_name"]: dict(r) for r in sending}
+    now = time.time()
+    for record in sending:
+        if not apply(record, Handed(queue.name, batch, now)):
+            raise ExperimentError(f"job {record['job_name']!r} is still {record['state']}: not sent again")
+    exp.save_batch(batch, queue.name, queue.settings, overrides)
+    exp.save_members(batch, sending)
+    exp.save_records(records)
+    refused = True
+    try:
+        texts = [scripts.get(r["job_name"]) for r in sending]
+        queue.submit(exp, sending, texts if all(texts) else None)
+    except RefusedError:
+        raise
+    except BaseException:
+        refused = False
+        raise
+    finally:
+        if refused:   # what the queue did not take goes back as it was
+            for record in sending:
+                apply(record, Refused(before[record["job_name"]]))
+            exp.save_members(batch, [r for r in sending if r["batch"] == batch])
+        exp.save_records(records)
+
+
+def new_batch(exp: Experiment) -> str:
+    return f"ps-{exp.token}-{int(time.time() * 1000) % 10**10:010d}-{token(2)}"
+
+
+def _hold(exp: Experiment, queue: Queue, held: list[Record], why: str,
+          overrides: dict[str, Any] | None) -> None:
+    """Keep ``held`` in the experiment; the batch recorded for them says where they go."""
+    if not held:
+        return
+    batch = new_batch(exp)
+    exp.save_batch(batch, queue.name, queue.settings, overrides)
+    for record in held:
+        apply(record, Held(queue.name, batch, why))
+
+
+def _learn_limit(exp: Experiment, records: Mapping[str, Record], said: str) -> None:
+    """Remember how many jobs were queued when the scheduler's submit limit refused more."""
+    words = next((line.strip() for line in said.splitlines() if "limit" in line.lower()), said.strip())
+    policy = exp.policy()
+    policy["submit_limit"] = {"queued": in_queue(records), "why": words[:200], "at": time.time()}
+    exp.save_policy(policy)
+    print(f"param_search: the scheduler's submit limit is reached with {in_queue(records)} jobs "
+          f"queued ({words[:200]}); the rest are held back and go out as jobs end", file=sys.stderr)
+
+
+def _limit_words(policy: Mapping[str, Any]) -> str:
+    limit = policy.get("submit_limit") or {}
+    return f"the scheduler's submit limit ({limit.get('why', 'too many jobs queued')})"
+
+
+# -- where a job goes again ----------------------------------------------------------------
+def queues_again(exp: Experiment, records: list[Record], use: "str | Queue | None",
+                 overrides: dict[str, Any]) -> "list[tuple[Queue, list[Record]]]":
+    """The queue each record goes to when sent again: the one its last batch went to,
+    with the settings stored with that batch, updated by ``overrides``; grouped."""
+    if isinstance(use, Queue):
+        return [(make_queue(use, **overrides), records)] if records else []
+    groups: dict[str, tuple[Queue, list[Record]]] = {}
+    for record in records:
+        name = queue_class(str(use or record["queue"] or DEFAULT)).name
+        settings = {**stored_settings(exp, record, name), **overrides}
+        key = json.dumps([name, settings], sort_keys=True, default=repr)
+        if key not in groups:
+            groups[key] = (make_queue(name, **settings), [])
+        groups[key][1].append(record)
+    return list(groups.values())
+
+
+def stored_settings(exp: Experiment, record: Record, name: str) -> dict[str, Any]:
+    """The settings the record's last batch went out with (if it went to queue ``name``)."""
+    stored = exp.batch_settings(record["batch"]) if record["batch"] else None
+    return dict(stored["settings"]) if stored and stored.get("queue") == name else {}
+
+
+# -- the decision round ----------------------------------------------------------------------
+def apply_policy(exp: Experiment, table: "pd.DataFrame") -> bool:
+    """Retry the ended jobs of ``table`` that the stored policy names; send held-back jobs
+    as room frees up. Returns whether anything was decided (the table is then stale)."""
+    policy = exp.policy()
+    retry = retry_policy(policy)
+    if not _something_to_do(table, retry):
+        return False
+    names = set(table["job_name"])
+    with exp.transaction() as records:
+        chosen = [r for n, r in records.items() if n in names]
+        retried = _retry(exp, records, [r for r in chosen if retry and r["state"] in FINAL_STATES
+                                        and retry.wants(r)], retry)
+        released = _release(exp, records)
+    return bool(retried or released)
+
+
+def _something_to_do(table: "pd.DataFrame", retry: Retry | None) -> bool:
+    if not len(table):
+        return False
+    held = table["reason"].str.startswith(HELD, na=False).any()
+    if held:
+        return True
+    if retry is None:
+        return False
+    return bool((table["job_state"].isin(retry.states) & (table["attempt"] < retry.max_attempts)).any())
+
+
+def _retry(exp: Experiment, records: dict[str, Record], ended: list[Record], retry: Retry | None) -> int:
+    """Send ``ended`` again, each with the resources the policy decides, grouped by queue
+    settings (one submission per group)."""
+    groups: dict[str, tuple[Queue, list[Record], dict[str, Any]]] = {}
+    for record in ended:
+        assert retry is not None
+        queue = queue_for(exp, record["queue"], record["batch"])
+        decision = retry.decide(record, queue.resource_syntax())
+        settings = queue.with_resources(stored_settings(exp, record, queue.name), decision.resources)
+        record["history"] = "; ".join(filter(None, [record["history"], decision.note]))
+        key = json.dumps([queue.name, settings], sort_keys=True, default=repr)
+        if key not in groups:
+            groups[key] = (make_queue(queue.name, **settings), [], decision.resources)
+        groups[key][1].append(record)
+    for queue, group, changed in groups.values():
+        send(exp, queue, records, group, overrides={k: v for k, v in changed.items()} or None)
+    return len(ended)
+
+
+def _release(exp: Experiment, records: dict[str, Record]) -> int:
+    """Send held-back jobs, oldest first, as far as there is room (and, when a learned submit
+    limit is what holds them, one more to see whether it has grown)."""
+    held = [r for r in records.values() if is_held(r)]
+    policy = exp.policy()
+    free = room(policy, records)
+    if not held or not free:
+        return 0
+    probe = _limit_binds(policy) and free < len(held)
+    take = held[:int(min(free + probe, len(held)))]
+    by_batch: dict[str | None, list[Record]] = {}
+    for record in take:
+        by_batch.setdefault(record["batch"], []).append(record)
+    for batch, group in by_batch.items():
+        stored = exp.batch_settings(batch) if batch else None
+        send(exp, queue_for(exp, group[0]["queue"], batch), records, group,
+             overrides=(stored or {}).get("overrides"), probe=probe)
+    return len(take)
