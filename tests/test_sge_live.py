@@ -137,3 +137,39 @@ def test_a_job_deleted_outside_param_search_while_pending_is_concluded(in_tmp, m
     assert first.job_state == "PENDING" and first.reason.startswith("not listed by the scheduler since")
     row = wait_jobs(jobs, timeout=60).iloc[0]
     assert row.job_state == "CANCELLED" and "removed from the queue before it started" in row.error
+
+
+def test_a_timeout_is_retried_with_twice_the_time_from_the_scripts_directive(in_tmp, sge_calls):
+    """The policy doubles the previous attempt's h_rt, read from the template's #$ line."""
+    script = "#!/bin/bash\n#$ -l h_rt=0:0:4\necho working\nsleep 6\necho done\n"
+    policy = ps.Retry(max_attempts=3, on={"TIMEOUT": {"time": 2.0}}, max_time="0:0:30")
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1, 2]), use="sge", retry=policy)
+    assert jobs.time_limit.tolist() == ["0:0:4", "0:0:4"]
+    jobs = wait_jobs(jobs, timeout=180)
+    assert jobs.job_state.tolist() == ["COMPLETED", "COMPLETED"] and jobs.attempt.tolist() == [2, 2]
+    assert jobs.time_limit.tolist() == ["0:00:08", "0:00:08"]
+    assert jobs.history.tolist() == ["attempt 1: TIMEOUT at 0:0:4 -> time 0:00:08"] * 2
+    qsubs = sge_calls("qsub")
+    assert len(qsubs) == 2 and "h_rt=0:00:08" in qsubs[1]   # both retries in one submission
+    assert (in_tmp / "job_1" / "job.1.out").read_text() == "working\n"
+
+
+def test_max_queued_keeps_at_most_that_many_in_grid_engine(in_tmp):
+    jobs = ps.submit("sleep 1\n", "job_{x}", ps.ParamSpace(x=range(8)), use="sge", max_queued=3)
+    assert (jobs.reason.str.startswith("held back: max_queued=3", na=False)).sum() == 5
+    seen = []
+    original = ps.status
+
+    def counting(*args, **kwargs):
+        table = original(*args, **kwargs)
+        seen.append(int(table.job_id.notna().sum() - table.job_state.isin(["COMPLETED"]).sum()))
+        return table
+
+    import param_search.api as api
+    api.status, saved = counting, api.status
+    try:
+        jobs = wait_jobs(jobs, timeout=180)
+    finally:
+        api.status = saved
+    assert jobs.job_state.tolist() == ["COMPLETED"] * 8 and jobs.attempt.tolist() == [1] * 8
+    assert seen and max(seen) <= 3

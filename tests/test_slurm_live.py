@@ -32,6 +32,17 @@ def timeout_job(tmp_path_factory, slurm):
                      time="0:01:00")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def retried_timeout(tmp_path_factory, slurm):
+    """Jobs that overrun a 1-minute limit but fit in 2, under a policy doubling the time on
+    TIMEOUT, submitted first so their wait overlaps the other tests."""
+    work_dir = tmp_path_factory.mktemp("retried")
+    policy = ps.Retry(max_attempts=3, on={"TIMEOUT": {"time": 2.0}}, max_time="0:05:00")
+    script = "echo attempt $(ls job.*.status | wc -l)\nsleep 100\necho done\n"
+    return ps.submit(script, "overrun_{x}", ps.ParamSpace(x=[1, 2]), use="slurm", work_dir=work_dir,
+                     time="0:01:00", retry=policy)
+
+
 SEED_TEMPLATE = test_seed.template   # the original README's template, as written
 
 
@@ -341,3 +352,40 @@ def test_a_percent_sign_in_the_work_dir_is_not_a_slurm_pattern(in_tmp):
     jobs = wait_jobs(jobs)
     assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"] and list(jobs.stdout) == ["1\n", "2\n"]
     assert os.path.isdir(in_tmp / "run%u_%j" / ".param_search" / "batches")
+
+
+def test_max_queued_keeps_at_most_that_many_in_slurm(in_tmp, monkeypatch):
+    import param_search.api as api
+
+    jobs = ps.submit("sleep 1\n", "job_{x}", ps.ParamSpace(x=range(10)), use="slurm", max_queued=4)
+    assert jobs.reason.str.startswith("held back: max_queued=4", na=False).sum() == 6
+    queued = []
+    status = api.status
+
+    def counting(*args, **kwargs):
+        table = status(*args, **kwargs)
+        ids = [i for i in table.job_id.dropna()]
+        out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(ids)}"],
+                             capture_output=True, text=True).stdout.split() if ids else []
+        queued.append(len([i for i in out if i in set(ids)]))
+        return table
+
+    monkeypatch.setattr(api, "status", counting)
+    jobs = wait_jobs(jobs)
+    assert jobs.job_state.tolist() == ["COMPLETED"] * 10 and jobs.attempt.tolist() == [1] * 10
+    assert queued and max(queued) <= 4
+
+
+@pytest.mark.slow
+def test_a_timeout_is_retried_with_twice_the_time_and_completes(retried_timeout):
+    """Attempt 1 overruns 0:01:00 (TIMEOUT), attempt 2 gets 0:02:00 and completes."""
+    jobs = wait_jobs(retried_timeout, timeout=420)
+    assert jobs.job_state.tolist() == ["COMPLETED", "COMPLETED"], jobs[["job_state", "history", "error"]]
+    assert jobs.attempt.tolist() == [2, 2] and jobs.time_limit.tolist() == ["0:02:00", "0:02:00"]
+    assert jobs.history.tolist() == ["attempt 1: TIMEOUT at 0:01:00 -> time 0:02:00"] * 2
+    first = pathlib.Path(jobs.job_dir[0]) / "job.1.out"
+    assert first.read_text() == "attempt 1\n"   # attempt 1 was cut short
+    assert jobs.stdout[0] == "attempt 2\ndone\n"
+    limits = subprocess.run(["sacct", "--noheader", "--parsable2", "-X", "--format=Timelimit",
+                             f"--jobs={jobs.job_id[0]}"], capture_output=True, text=True).stdout.split()
+    assert limits == ["00:02:00"]
