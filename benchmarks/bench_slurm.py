@@ -8,6 +8,7 @@ cluster is not kept busy; the 200-job figure runs its jobs to the end.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import shutil
@@ -15,8 +16,10 @@ import subprocess
 import time
 
 import param_search as ps
+from param_search.dispatch import apply_policy, store_policy
 from param_search.experiment import Experiment
 from param_search.queues.slurm import SlurmQueue
+from param_search.watch import View, _refreshed
 
 from common import interleaved, report, scratch_dir, seconds
 
@@ -123,7 +126,45 @@ def bench_status(jobs, root: str, rounds: int = 5) -> None:
            t_ours, t_raw, "the same raw calls", 2.0, f"; states {states}")
     print(f"  the first ps.status (records every pending reason): {seconds(t_first)} = "
           f"{t_first / t_raw:.2f}x the raw calls")
+    bench_supervisor(table, shims, log, rounds)
     run(["scancel", *sorted(set(table.job_id.str.split("_").str[0]))])
+
+
+def bench_supervisor(jobs, shims: str, log: str, rounds: int) -> None:
+    """One refresh of ``param-search watch`` (refresh, retry policy and top-up decisions, the
+    live view) over the whole experiment, vs one raw squeue call of its jobs."""
+    exp = Experiment.open(jobs.attrs["work_dir"])
+    store_policy(exp, ps.Retry(on={"TIMEOUT": {"time": 2.0}, "NODE_FAIL": {}}), None)
+    view = View(io.StringIO(), tty=True)
+
+    def tick() -> None:
+        table = _refreshed(exp)
+        apply_policy(exp, table)
+        view.show(table)
+
+    open(log, "w").close()
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{shims}:{path}"
+    try:
+        tick()
+    finally:
+        os.environ["PATH"] = path
+    calls = [line.rstrip("\0").split("\0") for line in open(log).read().splitlines() if line]
+    squeue = [argv for argv in calls if argv[0].endswith("squeue")]
+
+    def raw():
+        subprocess.run(squeue[0], capture_output=True, text=True)
+
+    t_ours, t_raw = interleaved(rounds, tick, raw)
+    cpu = min(_cpu(tick) for _ in range(rounds))
+    report(f"supervisor refresh of {len(jobs)} jobs ({len(calls)} scheduler call(s) per refresh, target 1; "
+           f"this process's CPU {seconds(cpu)}; best of {rounds})", t_ours, t_raw, "one raw squeue call", 2.0)
+
+
+def _cpu(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
 
 
 def bench_small_run(root: str, n: int, rounds: int = 2) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -51,15 +50,15 @@ def run(refresh: Refresh, steps: Sequence[Step] = (), *, done: Callable[["pd.Dat
         if done(table):
             return table
         if deadline is not None and time.monotonic() + interval > deadline:
-            raise TimeoutError(f"jobs still not finished{timeout_words}: {dict(Counter(table['job_state']))}")
+            raise TimeoutError(f"jobs still not finished{timeout_words}: {_signature(table)}")
         time.sleep(interval)
         before = _signature(table)
         table = patiently(refresh, deadline)
         interval = min(interval * 1.5, max_interval) if _signature(table) == before else poll_interval
 
 
-def _signature(table: "pd.DataFrame") -> Counter:
-    return Counter(table["job_state"])
+def _signature(table: "pd.DataFrame") -> dict:
+    return table["job_state"].value_counts().to_dict()
 
 
 def patiently(refresh: Refresh, deadline: float | None) -> "pd.DataFrame":

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -26,7 +25,8 @@ from . import api, loop
 from .dispatch import apply_policy
 from .errors import ExperimentError
 from .experiment import Experiment
-from .queues.registry import queue_for
+from .queues.base import Queue
+from .queues.registry import queue_class, queue_for
 from .states import FINAL_STATES, RUNNING
 
 
@@ -53,9 +53,12 @@ def _refreshed(exp: Experiment) -> pd.DataFrame:
     """The whole experiment refreshed; jobs that need a process of this machine to run get a
     detached one (so that stopping the supervisor stops none of them)."""
     table = api.status(exp.work_dir)
-    unfinished = table.loc[~table["job_state"].isin(FINAL_STATES), ["queue", "batch"]]
-    for name, group in unfinished.groupby("queue", sort=False):
-        queue_for(exp, name, group["batch"].dropna().max() or None).run_detached(exp)
+    unfinished = ~table["job_state"].isin(FINAL_STATES).to_numpy()
+    if unfinished.any():
+        for name in pd.unique(table["queue"].to_numpy()[unfinished].astype(object)):
+            if isinstance(name, str) and queue_class(name).run_detached is not Queue.run_detached:
+                batches = table.loc[unfinished & (table["queue"] == name).to_numpy(), "batch"].dropna()
+                queue_for(exp, name, batches.max() if len(batches) else None).run_detached(exp)
     return table
 
 
@@ -136,7 +139,7 @@ class View:
         self.last = ""
 
     def show(self, table: pd.DataFrame) -> None:
-        counts = ", ".join(f"{n} {s}" for s, n in Counter(table["job_state"]).most_common())
+        counts = ", ".join(f"{n} {s}" for s, n in table["job_state"].value_counts().items())
         line = f"{time.strftime('%H:%M:%S')} {len(table)} jobs: {counts}"
         if not self.tty:
             if line[9:] != self.last[9:]:
@@ -151,7 +154,10 @@ class View:
         self.drawn = len(lines)
 
     def _running(self, table: pd.DataFrame) -> list[str]:
-        running = table[table["job_state"] == RUNNING]
+        is_running = (table["job_state"] == RUNNING).to_numpy()
+        if not is_running.any():
+            return []
+        running = table.loc[is_running, ["job_name", "node", "started"]]
         if not len(running):
             return []
         now = time.time()
@@ -162,9 +168,11 @@ class View:
         return ["running:", *rows, *more]
 
     def _failures(self, table: pd.DataFrame) -> list[str]:
-        failed = table[table["job_state"].isin(FINAL_STATES) & (table["job_state"] != "COMPLETED")]
-        if not len(failed):
+        state = table["job_state"]
+        is_failed = (state.isin(FINAL_STATES) & (state != "COMPLETED")).to_numpy()
+        if not is_failed.any():
             return []
+        failed = table.loc[is_failed, ["job_name", "job_state", "error", "ended"]]
         latest = failed.sort_values("ended", na_position="first").tail(self.rows)
         return ["latest failures:", *(f"  {r.job_name:<30} {r.job_state:<13} {str(r.error or '')[:80]}"
                                       for r in latest.itertuples())]
