@@ -389,3 +389,27 @@ def test_a_timeout_is_retried_with_twice_the_time_and_completes(retried_timeout)
     limits = subprocess.run(["sacct", "--noheader", "--parsable2", "-X", "--format=Timelimit",
                              f"--jobs={jobs.job_id[0]}"], capture_output=True, text=True).stdout.split()
     assert limits == ["00:02:00"]
+
+
+def test_a_submit_limit_holds_jobs_back_and_wait_tops_up_until_all_ran(in_tmp, command_log, monkeypatch):
+    """QOS 'limited' allows 10 queued jobs per user: the other 30 wait in the experiment."""
+    import param_search.api as api
+
+    jobs = ps.submit("sleep 1\n", "job_{x}", ps.ParamSpace(x=range(40)), use="slurm", qos="limited")
+    held = jobs.reason.str.startswith("held back: the scheduler's submit limit", na=False)
+    assert held.sum() == 30 and "QOSMaxSubmitJobPerUserLimit" in jobs.reason[held].iloc[0]
+    assert len(command_log("sbatch")) <= 8   # halving probes, not one call per job
+    queued = []
+    status = api.status
+
+    def counting(*args, **kwargs):
+        table = status(*args, **kwargs)
+        out = subprocess.run(["squeue", "--noheader", "--array", "--qos=limited", "--format=%i"],
+                             capture_output=True, text=True).stdout.split()
+        queued.append(len(out))
+        return table
+
+    monkeypatch.setattr(api, "status", counting)
+    jobs = wait_jobs(jobs, timeout=300)
+    assert jobs.job_state.tolist() == ["COMPLETED"] * 40 and jobs.attempt.tolist() == [1] * 40
+    assert queued and max(queued) <= 10

@@ -164,3 +164,9 @@ def test_squeue_table_skips_malformed_lines_and_maps_unknown_states():
     assert table.column("state").to_pylist() == ["PENDING", "UNKNOWN"]
     assert table.column("submit").to_pylist() == [None, None]
     assert slurm.parse_squeue_table("").num_rows == 0
+
+
+def test_a_qos_submit_limit_refusal_is_told_apart_from_other_refusals():
+    said = (DATA / "sbatch_qos_submit_limit.txt").read_text().lower()
+    assert any(f in said for f in slurm.SlurmQueue.limit_refusals)
+    assert not any(f in "sbatch: error: invalid partition specified: nope" for f in slurm.SlurmQueue.limit_refusals)
