@@ -18,7 +18,7 @@ import pytest
 
 import param_search as ps
 import test_seed
-from conftest import KILL_CONTROLLER, kill_during_submit_then_rerun, wait_jobs
+from conftest import KILL_CONTROLLER, kill_during_submit_then_rerun, until, wait_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 
@@ -413,3 +413,30 @@ def test_a_submit_limit_holds_jobs_back_and_wait_tops_up_until_all_ran(in_tmp, c
     jobs = wait_jobs(jobs, timeout=300)
     assert jobs.job_state.tolist() == ["COMPLETED"] * 40 and jobs.attempt.tolist() == [1] * 40
     assert queued and max(queued) <= 10
+
+
+def test_a_lost_submission_is_not_sent_again_while_accounting_is_down(in_tmp):
+    """A controller died after sbatch but before recording the id, and the job ended: only
+    sacct knows it. With slurmdbd down, status must neither fail nor take it for unsent (and
+    send it twice); once accounting is back, the job is found and its outcome read."""
+    from param_search.experiment import Experiment
+
+    jobs = wait_jobs(ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm"))
+    assert jobs.job_state.tolist() == ["COMPLETED"]
+    exp = Experiment.open(".")
+    with exp.transaction() as records:   # as a controller killed between sbatch and its record
+        records["job_1"].update(state="SUBMITTING", job_id=None, started=None, ended=None, exit_code=None)
+    pid = int(open("/var/lib/param-search-slurm/run/slurmdbd.pid").read().strip())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        until(lambda: subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True).returncode != 0)
+        row = ps.status(".").iloc[0]
+        assert row.job_state == "SUBMITTING" and "cannot tell yet" in row.reason
+        assert ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
+                         progress=False).job_state.tolist() == ["SUBMITTING"]   # not sent again
+    finally:
+        subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
+                       capture_output=True, timeout=300)
+    row = ps.status(".").iloc[0]
+    assert row.job_state == "COMPLETED" and row.job_id == jobs.job_id[0]
+    assert (in_tmp / "job_1" / "runs.txt").read_text() == "ran\n"

@@ -10,7 +10,7 @@ from . import index_file
 from .experiment import Experiment
 from .record import Record
 from .attempts import finalize, observe
-from .lifecycle import Unsent, apply
+from .lifecycle import Unsent, Waiting, apply
 from .queues.registry import queue_for
 from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
@@ -58,18 +58,27 @@ def latest_batch(records: list[Record]) -> str | None:
 
 
 def reconcile(exp: Experiment, records: list[Record]) -> list[Record]:
-    """Find jobs a dead controller left SUBMITTING; those the queue never got are NEW again."""
+    """Find jobs a dead controller left SUBMITTING; those the queue never got are NEW again
+    (those it cannot tell about now stay SUBMITTING, asked again next time)."""
     stuck = [r for r in records if r["state"] == SUBMITTING]
+    undecided: list[Record] = []
     for name, group in _by_queue(stuck):
-        queue_for(exp, name, latest_batch(group)).reconcile(exp, group)
+        undecided += queue_for(exp, name, latest_batch(group)).reconcile(exp, group) or []
+    unsure = {id(r) for r in undecided}
     unsent: dict[str, set[str]] = {}
     for record in stuck:
         batch = record["batch"]
-        if apply(record, Unsent()) and batch:
+        if id(record) in unsure:
+            apply(record, Waiting(UNDECIDED))
+        elif apply(record, Unsent()) and batch:
             unsent.setdefault(batch, set()).add(record["job_name"])
     for batch, names in unsent.items():
         exp.drop_members(batch, names)   # so that a rebuilt index does not count them as sent
     return stuck
+
+
+UNDECIDED = ("its queue cannot tell yet whether it took this job (its accounting is unreachable); "
+             "asked again at the next refresh")
 
 
 # -- the column-wise refresh of an index table --------------------------------------------

@@ -48,10 +48,12 @@ class Queue(ABC):
         """
 
     @abstractmethod
-    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
+    def reconcile(self, exp: "Experiment", records: list["Record"]) -> "list[Record] | None":
         """For records left SUBMITTING by a dead controller, find them in the scheduler.
 
-        Found ones get their job_id and PENDING; the rest stay SUBMITTING (to be sent again).
+        Found ones get their job_id and PENDING; the rest stay SUBMITTING (to be sent again),
+        except those returned: the scheduler cannot tell now (e.g. its accounting is down),
+        so they are asked about again at the next refresh, never sent twice.
         """
 
     @abstractmethod

@@ -129,8 +129,9 @@ class BatchQueue(Queue):
         """The command cancelling these jobs."""
 
     @abstractmethod
-    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
-        """Chunk name -> job id, for the chunks among ``names`` the scheduler knows."""
+    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str | None]:
+        """Chunk name -> job id, for the chunks among ``names`` the scheduler knows; None for
+        those it cannot tell about now (listed nowhere while its accounting is unreachable)."""
 
     @abstractmethod
     def resource_options(self, options: list[str]) -> dict[str, str]:
@@ -282,21 +283,28 @@ class BatchQueue(Queue):
             apply(record, Accepted(self.task_id(job_id, i) if self.array else job_id, resources=resources))
 
     # -- reconcile ---------------------------------------------------------------------
-    def reconcile(self, exp: "Experiment", records: list["Record"]) -> None:
-        """Adopt the ids of chunks the scheduler lists under the batches' chunk names."""
+    def reconcile(self, exp: "Experiment", records: list["Record"]) -> list["Record"]:
+        """Adopt the ids of chunks the scheduler lists under the batches' chunk names; return
+        the records of chunks it cannot tell about now (see :meth:`find_chunks`)."""
         batches = sorted({r["batch"] for r in records if r["batch"]})
         names = chunk_names(exp, batches)
         if not names:
-            return
+            return []
         found = self.find_chunks(exp, names, min(r["submitted"] or 0 for r in records))
         by_key = {(r["job_name"], r["attempt"]): r for r in records}
+        undecided = []
         for name, job_id in found.items():
             is_array = name.rsplit(".", 1)[-1].startswith("a")
             path = os.path.join(exp.state_dir, "batches", f"{name}.map")
             for i, (job_dir, attempt) in enumerate(read_map(path)):
                 record = by_key.get((os.path.basename(job_dir), attempt))
-                if record is not None:
+                if record is None:
+                    continue
+                if job_id is None:
+                    undecided.append(record)
+                else:
                     apply(record, Accepted(self.task_id(job_id, i) if is_array else job_id))
+        return undecided
 
     # -- poll --------------------------------------------------------------------------
     def poll(self, exp: "Experiment", records: list["Record"], snapshot: "pa.Table | None" = None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..errors import QueueError
+from ..errors import CommandError, QueueError
 from ..proc import call
 from ..states import UNKNOWN, signal_name
 from .batch import BatchQueue, arg_list, chunks, lines
@@ -139,21 +139,27 @@ class SlurmQueue(BatchQueue):
         return (record["started"] is None and "_" in record["job_id"]
                 and record["job_id"].split("_")[0] in {i.split("_")[0] for i in accounted})
 
-    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def find_chunks(self, exp: "Experiment", names: list[str], since: float) -> dict[str, str | None]:
+        """squeue lists the chunks still queued or running, sacct those that ended; with
+        accounting down, a chunk squeue does not list may have run: None (ask again later)."""
+        found: dict[str, str | None] = {}
         start = datetime.fromtimestamp(since - 60).strftime("%Y-%m-%dT%H:%M:%S")
         for part in chunks(names):
             for line in lines(call(["squeue", "--noheader", f"--name={','.join(part)}", "--format=%F|%j"])):
                 array_id, name = line.split("|", 1)
                 found[name] = array_id
-            for line in lines(call([*SACCT, "-X", f"--name={','.join(part)}", f"--starttime={start}",
-                                    "--format=JobIDRaw,JobName,JobID"])):
+            try:
+                ended = call([*SACCT, "-X", f"--name={','.join(part)}", f"--starttime={start}",
+                              "--format=JobIDRaw,JobName,JobID"])
+            except CommandError:
+                found.update({name: None for name in part if name not in found})
+                continue
+            for line in lines(ended):
                 _raw, name, job_id = line.split("|")[:3]
                 found.setdefault(name, job_id.split("_")[0])
         return found
 
 
-# -- pure helpers: argv pieces and parsers of Slurm's text -----------------------------
 def _drop_own_options(options: list[str]) -> list[str]:
     kept, skip = [], False
     for opt in options:
