@@ -295,3 +295,23 @@ def test_resubmit_in_another_process_keeps_the_torque_options(in_tmp, torque_cal
                            capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["4:00|debug"]
     assert list(ps.cancel(".").job_state) == ["CANCELLED"]
+
+
+def test_a_retry_doubles_the_walltime_of_the_directive_and_slurm_runs_it_so(in_tmp, torque_calls):
+    """The policy reads walltime from the template's #PBS line and qsub gets twice it."""
+    script = "#!/bin/bash\n#PBS -l walltime=0:03:00\n[ -e job.2.status ] || exit 75\necho ok\n"
+    policy = ps.Retry(on={"FAILED": {"exit_codes": [75], "time": 2.0}})
+    jobs = ps.submit(script, "job_{x}", ps.ParamSpace(x=[1, 2]), use="torque", retry=policy)
+    assert jobs.time_limit.tolist() == ["0:03:00"] * 2
+    jobs = wait_jobs(jobs)
+    assert jobs.job_state.tolist() == ["COMPLETED"] * 2 and jobs.attempt.tolist() == [2, 2]
+    assert jobs.history.tolist() == ["attempt 1: FAILED (exit 75) -> time 0:06:00"] * 2
+    first, second = torque_calls("qsub")
+    assert "walltime=0:03:00" in first and "walltime=0:06:00" in second
+    array = torque_text.split_id(jobs.job_id[0])[0]
+
+    def limits():
+        return subprocess.run(["sacct", "-n", "-X", "-P", "--format=Timelimit", "-j", array],
+                              capture_output=True, text=True).stdout.split()
+
+    until(lambda: set(limits()) == {"00:06:00"}, timeout=30)   # accounting may lag a moment
