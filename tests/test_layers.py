@@ -24,14 +24,14 @@ LAYERS = [
     ["queues.registry"],
     ["refresh", "table", "dispatch", "loop"],
     ["metrics", "plot", "api"],
-    ["watch"],
+    ["watch", "textview"],
     ["cli", "_runner", "__init__", "queues.__init__"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 #: Modules that know nothing of particular schedulers.
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
-           "resources", "retry", "dispatch", "loop", "watch",
+           "resources", "retry", "dispatch", "loop", "watch", "textview",
            "metrics", "plot", "api", "cli"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")

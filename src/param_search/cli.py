@@ -1,42 +1,63 @@
-"""``param-search``: look after an experiment from the shell.
+"""param-search: look after parameter sweeps from the shell.
 
-    param-search status  WORK_DIR [--all]     jobs per state, and the failed ones' errors
-    param-search wait    WORK_DIR [--timeout S]
-    param-search resubmit WORK_DIR [--states FAILED,TIMEOUT] [--max-attempts N]
-    param-search cancel  WORK_DIR
-    param-search watch   WORK_DIR [--detach | --stop]   keep the sweep going (retry, top up)
+examples:
+  param-search status sweep                  counts, unfinished jobs, failures grouped by error
+  param-search status sweep --all --format csv > jobs.csv
+  param-search wait sweep --timeout 3600
+  param-search resubmit sweep --states FAILED,TIMEOUT --max-attempts 3
+  param-search cancel sweep
+  param-search watch sweep --detach          keep the sweep going (retry, top up) in the background
+  param-search metrics sweep -o metrics.csv
+  param-search plot sweep -x lr -y loss -o loss.png
+  param-search ls ~/experiments              every experiment below a folder, counts per state
 
-Errors print their message (exit code 1); ``--debug`` shows the traceback too.
+Errors print their message (exit code 1); --debug shows the traceback too.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .errors import ParamSearchError
 from .states import RESUBMIT_STATES
 
-SHOWN = ["job_name", "job_state", "exit_code", "attempt", "job_id", "reason", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    formatting, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return args.run(args)
+    except BrokenPipeError:   # e.g. `param-search status DIR --format csv | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ParamSearchError, TimeoutError, OSError) as exc:
         if args.debug:
             raise
         print(f"param-search: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatting
+
+
+def _warning_line(message, *rest, **kwargs) -> str:
+    return f"param-search: warning: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="param-search", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="param-search", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     status = commands.add_parser("status", help="refresh and summarize the jobs")
     status.add_argument("--all", action="store_true", help="list every job, not only unfinished")
+    status.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                        help="table (default) for people; csv or json (every job, every column) for scripts")
+    status.add_argument("--apply", action="store_true", help="also apply the stored retry policy once")
     status.set_defaults(run=_status)
     wait = commands.add_parser("wait", help="block until every job ended")
     wait.add_argument("--timeout", type=float, default=None)
@@ -54,8 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--stop", action="store_true", help="stop the background supervisor (never the jobs)")
     watch.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes at first")
     watch.set_defaults(run=_watch)
-    for sub in (status, wait, resubmit, cancel, watch):
+    metrics = commands.add_parser("metrics", help="read every job's metrics file into one table")
+    metrics.add_argument("--pattern", default=None, help="metrics file name in each job folder "
+                         "(default {job_name}.metrics)")
+    metrics.add_argument("-o", "--output", default=None, help="save to a .csv or .json file instead of printing")
+    metrics.set_defaults(run=_metrics)
+    plot = commands.add_parser("plot", help="plot metrics against parameters into an image file")
+    plot.add_argument("-x", required=True, action="append", help="parameter(s) on the x axis (repeatable)")
+    plot.add_argument("-y", required=True, action="append", help="metric(s) on the y axis (repeatable)")
+    plot.add_argument("--pattern", default=None, help="metrics file name, as for metrics")
+    plot.add_argument("-o", "--output", required=True, help="the image file (.png, .pdf, .svg)")
+    plot.set_defaults(run=_plot)
+    for sub in (status, wait, resubmit, cancel, watch, metrics, plot):
         sub.add_argument("work_dir", help="the experiment folder (ps.submit's work_dir)")
+    ls = commands.add_parser("ls", help="list the experiments under a folder with their counts per state")
+    ls.add_argument("folder", nargs="?", default=".", help="where to look (default: here)")
+    ls.set_defaults(run=_ls)
+    for sub in (status, wait, resubmit, cancel, watch, metrics, plot, ls):
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -66,14 +102,100 @@ def _summary(jobs) -> str:
 
 
 def _status(args) -> int:
-    from . import api
+    from . import api, textview
 
-    jobs = api.status(args.work_dir)
-    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    jobs = api.status(args.work_dir, apply=args.apply)
+    if args.format != "table":
+        _export(jobs, args.format, sys.stdout)
+        return 0
+    print(textview.counts_line(jobs))
     shown = jobs if args.all else jobs[jobs["job_state"] != "COMPLETED"]
     if len(shown):
-        print(shown[SHOWN].to_string(index=False))
+        print(textview.jobs_text(shown, colour=textview.colour_wanted(sys.stdout)))
+    groups = textview.failure_groups(jobs, _params(jobs))
+    if len(groups):
+        print("\nfailures by error line:")
+        print(textview.failures_text(groups))
     return 0
+
+
+def _params(jobs) -> list[str]:
+    """The parameter columns (the table puts them before job_name)."""
+    return list(jobs.columns[: list(jobs.columns).index("job_name")])
+
+
+def _export(table, kind: str, out) -> None:
+    if kind == "csv":
+        table.to_csv(out, index=False)
+    else:
+        out.write(table.to_json(orient="records", date_format="iso", default_handler=str))
+        out.write("\n")
+
+
+def _metrics(args) -> int:
+    from . import api
+    from .metrics import metrics as read_metrics
+
+    table = read_metrics(api.load(args.work_dir), **_pattern(args))
+    if args.output is None:
+        print(table.to_string(index=False))
+        return 0
+    kind = os.path.splitext(args.output)[1].lower().lstrip(".")
+    if kind not in ("csv", "json"):
+        from .errors import OptionError
+
+        raise OptionError(f"cannot save metrics as {args.output!r}: name a .csv or .json file")
+    with open(args.output, "w") as f:
+        _export(table, kind, f)
+    print(f"{len(table)} rows, {len(table.columns)} columns -> {args.output}")
+    return 0
+
+
+def _pattern(args) -> dict:
+    return {} if args.pattern is None else {"pattern": args.pattern}
+
+
+def _plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import api
+    from .metrics import metrics as read_metrics
+    from .plot import plot as draw
+
+    fig = draw(read_metrics(api.load(args.work_dir), **_pattern(args)), x=args.x, y=args.y)
+    fig.savefig(args.output)
+    print(f"{len(args.y)} x {len(args.x)} panel(s) -> {args.output}")
+    return 0
+
+
+def _ls(args) -> int:
+    from . import api, textview
+
+    found = list(_experiments(args.folder))
+    for work_dir in found:
+        try:
+            print(f"{work_dir}: {textview.counts_line(api.load(work_dir))}")
+        except ParamSearchError as exc:
+            print(f"{work_dir}: unreadable ({exc})")
+    if not found:
+        print(f"no experiments under {args.folder}")
+    return 0
+
+
+def _experiments(folder: str, depth: int = 4):
+    """Folders under ``folder`` holding an experiment (not looking inside one)."""
+    if os.path.isfile(os.path.join(folder, ".param_search", "experiment.json")):
+        yield folder
+        return
+    if depth == 0:
+        return
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        yield from _experiments(entry.path, depth - 1)
 
 
 def _wait(args) -> int:
