@@ -20,6 +20,7 @@
 #
 #   scripts/start-slurm.sh          # install if missing, start what is down, wait until ready
 #   PS_SLURM_MAX_ARRAY_SIZE=11 scripts/start-slurm.sh   # change MaxArraySize (restarts slurmctld)
+#   PS_SLURM_MIN_JOB_AGE=5 scripts/start-slurm.sh       # forget ended jobs after 5 s (likewise)
 #   scripts/stop-slurm.sh           # stop the daemons again
 #
 # Idempotent: when everything is already up with the same configuration it only checks and
@@ -28,12 +29,14 @@
 #
 # Environment:
 #   PS_SLURM_MAX_ARRAY_SIZE  MaxArraySize (default 1001; the largest index is this minus one)
+#   PS_SLURM_MIN_JOB_AGE     MinJobAge: seconds an ended job stays listed by squeue (default 300)
 #   PS_SLURM_DIR             state/log/pid folder (default /var/lib/param-search-slurm)
 #   PS_SLURM_DB_PORT         TCP port of the private MariaDB on 127.0.0.1 (default 3307)
 set -euo pipefail
 
 BASE=${PS_SLURM_DIR:-/var/lib/param-search-slurm}
 MAX_ARRAY=${PS_SLURM_MAX_ARRAY_SIZE:-1001}
+MIN_JOB_AGE=${PS_SLURM_MIN_JOB_AGE:-300}
 DB_PORT=${PS_SLURM_DB_PORT:-3307}
 CLUSTER=pstest
 CONF_DIR=/etc/slurm
@@ -52,6 +55,9 @@ log() { [[ -n ${PS_SLURM_QUIET:-} ]] || echo "start-slurm: $*" >&2; }
 
 if ! [[ $MAX_ARRAY =~ ^[0-9]+$ ]] || ((MAX_ARRAY < 1)); then
     die "PS_SLURM_MAX_ARRAY_SIZE must be a positive integer, got '$MAX_ARRAY'"
+fi
+if ! [[ $MIN_JOB_AGE =~ ^[0-9]+$ ]] || ((MIN_JOB_AGE < 2)); then
+    die "PS_SLURM_MIN_JOB_AGE must be an integer >= 2 (seconds), got '$MIN_JOB_AGE'"
 fi
 [[ $(id -u) -eq 0 ]] || cannot "must be run as root (it installs packages and starts daemons)"
 
@@ -112,7 +118,7 @@ PreemptMode=REQUEUE
 AuthInfo=cred_expire=10
 MaxArraySize=$MAX_ARRAY
 MaxJobCount=200000
-MinJobAge=300
+MinJobAge=$MIN_JOB_AGE
 KillWait=2
 OverTimeLimit=0
 InactiveLimit=0
@@ -367,15 +373,15 @@ stop_pidfile() { # stop_pidfile PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
 
 # ---------------------------------------------------------------- slurmctld / slurmd
 # Write slurm.conf (the client commands, sacctmgr included, need it). Sets slurm_conf_change to
-# "", "reconfigure" (only MaxArraySize differs: slurmctld restart) or "restart" (both daemons).
+# "", "reconfigure" (only MaxArraySize or MinJobAge differ: slurmctld restart) or "restart" (both daemons).
 slurm_conf_change=""
 write_slurm_conf() {
     local changed=""
     if [[ ! -f $SLURM_CONF_FILE ]] || [[ $(cat "$SLURM_CONF_FILE") != "$new_slurm_conf" ]]; then
-        # Only MaxArraySize differs -> restart slurmctld only; otherwise slurmctld and slurmd.
+        # Only MaxArraySize/MinJobAge differ -> restart slurmctld only; otherwise both daemons.
         if [[ -f $SLURM_CONF_FILE ]] &&
-            diff -q <(grep -v '^MaxArraySize=' "$SLURM_CONF_FILE") \
-                <(grep -v '^MaxArraySize=' <<<"$new_slurm_conf") >/dev/null; then
+            diff -q <(grep -v -e '^MaxArraySize=' -e '^MinJobAge=' "$SLURM_CONF_FILE") \
+                <(grep -v -e '^MaxArraySize=' -e '^MinJobAge=' <<<"$new_slurm_conf") >/dev/null; then
             changed=reconfigure
         else
             changed=restart
@@ -406,7 +412,7 @@ start_slurm() {
         # Slurm 22.05: after `scontrol reconfigure` the new MaxArraySize shows in
         # `scontrol show config` but sbatch keeps being checked against the old limit
         # ("Invalid job array specification"), so restart slurmctld (jobs survive it).
-        log "MaxArraySize changed: restarting slurmctld"
+        log "MaxArraySize or MinJobAge changed: restarting slurmctld"
         stop_pidfile "$BASE/run/slurmctld.pid"
         rm -f "$BASE/run/slurmctld.pid"
         slurmctld -i 9>&- >>"$BASE/log/slurmctld.start.log" 2>&1 ||

@@ -440,3 +440,34 @@ def test_a_lost_submission_is_not_sent_again_while_accounting_is_down(in_tmp):
     row = ps.status(".").iloc[0]
     assert row.job_state == "COMPLETED" and row.job_id == jobs.job_id[0]
     assert (in_tmp / "job_1" / "runs.txt").read_text() == "ran\n"
+
+
+@pytest.mark.slow
+def test_a_job_slurm_forgot_without_an_exit_record_ends_after_the_grace_period(in_tmp, monkeypatch):
+    """Batch shell killed (no exit line), accounting down, squeue past MinJobAge: nothing
+    says how the job ended. ps.wait must still return: FAILED after the grace period, and
+    the job can be resubmitted."""
+    from param_search.queues.slurm import SlurmQueue
+
+    start = str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")
+    subprocess.run([start], env={**os.environ, "PS_SLURM_MIN_JOB_AGE": "4"}, check=True,
+                   capture_output=True, timeout=300)
+    try:
+        jobs = ps.submit("echo started\nsleep 300\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm")
+        status_file = in_tmp / "job_1" / "job.1.status"
+        until(lambda: status_file.exists() and len(status_file.read_text().split()) >= 5, timeout=60)
+        assert ps.status(jobs).job_state[0] == "RUNNING"
+        os.kill(int(open("/var/lib/param-search-slurm/run/slurmdbd.pid").read().strip()), signal.SIGTERM)
+        until(lambda: subprocess.run(["sacct", "-n", "-X", "-j", jobs.job_id[0]], capture_output=True).returncode != 0)
+        os.kill(int(status_file.read_text().split()[2]), signal.SIGKILL)   # the batch shell
+        squeue = ["squeue", "--noheader", "--states=all", "--array", f"--jobs={jobs.job_id[0]}", "--format=%T"]
+        until(lambda: not subprocess.run(squeue, capture_output=True, text=True).stdout.strip(), timeout=60)
+        monkeypatch.setattr(SlurmQueue, "vanish_grace", 5.0)
+        row = wait_jobs(jobs, timeout=60).iloc[0]
+        assert row.job_state == "FAILED" and "vanished from the scheduler without an exit record" in row.reason
+        assert "exit" not in status_file.read_text()
+    finally:
+        subprocess.run([start], check=True, capture_output=True, timeout=300)   # MinJobAge and slurmdbd back
+    again = ps.resubmit(".", states=["FAILED"])
+    assert again.attempt.tolist() == [2] and again.job_state[0] in ("PENDING", "RUNNING")
+    assert ps.cancel(".").job_state.tolist() == ["CANCELLED"]
