@@ -168,8 +168,9 @@ def test_max_queued_holds_the_rest_back_and_tops_up_as_jobs_end(tmp_path, monkey
     original = dispatch.send
 
     def counting_send(exp_, queue, records, chosen, *args, **kwargs):
-        original(exp_, queue, records, chosen, *args, **kwargs)
+        sent = original(exp_, queue, records, chosen, *args, **kwargs)
         seen.append(dispatch.in_queue(records))
+        return sent
 
     monkeypatch.setattr(dispatch, "send", counting_send)
     table = ps.wait(jobs, progress=False)
@@ -191,7 +192,7 @@ def test_bad_policy_arguments_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ps.OptionError, match="ps.Retry"):
         ps.submit("echo\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path / "a", retry={"TIMEOUT": {}})
     with pytest.raises(ps.OptionError, match="max_queued"):
-        ps.submit("echo\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path / "b", max_queued=0)
+        ps.submit("echo\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path / "b", max_queued=-1)
     with pytest.raises(ps.OptionError, match="cannot keep a job off a node"):
         ps.submit("echo\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path / "c",
                   retry=ps.Retry(on={"NODE_FAIL": {"exclude_node": True}}))
@@ -209,3 +210,86 @@ def test_an_index_written_before_the_resource_columns_still_loads(tmp_path):
         warnings.simplefilter("error")   # read as it is, not rebuilt (which warns)
         table = ps.load(tmp_path)
     assert table.job_state.tolist() == ["COMPLETED"] * 2 and table.history.isna().all()
+
+
+# -- found by review: each fails without its fix ------------------------------------------
+def test_a_retry_held_back_stays_held_and_wait_keeps_its_timeout(tmp_path):
+    """A held retry is in no queue: the failed attempt's status file must not make it FAILED
+    again (which retried it again and again, without sleeping, past the timeout)."""
+    policy = ps.Retry(max_attempts=3, on={"FAILED": {}})
+    jobs = ps.submit("exit 1\n", "j{i}", ps.ParamSpace(i=range(3)), work_dir=tmp_path, retry=policy,
+                     max_queued=1, wait=False, progress=False)
+    table = ps.wait(jobs, timeout=60, progress=False)
+    assert table.job_state.tolist() == ["FAILED"] * 3 and table.attempt.tolist() == [3] * 3
+    assert table.history.str.count("attempt").tolist() == [2, 2, 2]   # one note per retry
+
+
+def test_status_apply_leaves_a_held_retry_held(tmp_path):
+    policy = ps.Retry(max_attempts=3, on={"FAILED": {}})
+    ps.submit("exit 1\n", "j{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path, progress=False)
+    ps.submit("exit 1\n", "j{i}", ps.ParamSpace(i=range(2)), work_dir=tmp_path, retry=policy, max_queued=1,
+              wait=False, progress=False, retry_failed=False)
+    first = ps.status(str(tmp_path), apply=True)
+    assert first.job_state.tolist() == ["PENDING", "PENDING"] and sorted(first.attempt) == [1, 2]
+    held = first[first.reason.str.startswith("held back", na=False)]
+    assert len(held) == 1 and held.attempt.tolist() == [1]
+    again = ps.status(str(tmp_path), apply=True)
+    assert again.loc[held.index, "job_state"].tolist() == ["PENDING"]
+    assert again.history.str.count("attempt").tolist() == [1, 1]
+
+
+def test_waiting_on_some_jobs_releases_those_first(tmp_path):
+    jobs = ps.submit("true\n", "j{i}", ps.ParamSpace(i=range(4)), work_dir=tmp_path, max_queued=1,
+                     wait=False, progress=False)
+    table = ps.wait(jobs.iloc[3:], timeout=30, progress=False)
+    assert table.job_name.tolist() == ["j3"] and table.job_state.tolist() == ["COMPLETED"]
+
+
+def test_limits_that_cannot_be_scaled_are_left_as_they_are():
+    policy = Retry(on={"TIMEOUT": {"time": 2.0}})
+    assert resources.seconds("1:00:00:00") == 86400   # PBS: days:hours:minutes:seconds
+    for limit in ("UNLIMITED", "infinite", "soon"):
+        decision = policy.decide(_ended("TIMEOUT", time_limit=limit), SLURM)
+        assert decision.resources == {} and "time unknown" in decision.note
+
+
+def test_grid_engine_reads_lower_case_units_as_powers_of_1000():
+    assert resources.megabytes("4G", decimal_lower=True) == 4096
+    assert resources.megabytes("4g", decimal_lower=True) == pytest.approx(4e9 / 2**20)
+    assert resources.megabytes("4g") == 4096
+    sge = make_queue("sge").resource_syntax()
+    assert Retry(on={"OUT_OF_MEMORY": {"mem": 1.0}}).decide(
+        _ended("OUT_OF_MEMORY", mem_limit="1g"), sge).resources == {"mem_limit": "954M"}
+
+
+def test_a_stored_cap_or_policy_can_be_lifted(tmp_path):
+    ps.submit("true\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path, max_queued=3,
+              retry=ps.Retry(), progress=False)
+    exp = Experiment.open(tmp_path)
+    assert set(exp.policy()) == {"max_queued", "retry"}
+    ps.submit("true\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path, progress=False)
+    assert set(exp.policy()) == {"max_queued", "retry"}   # None keeps
+    ps.submit("true\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path, max_queued=0, retry=False,
+              progress=False)
+    assert exp.policy() == {}
+
+
+def test_a_refused_retry_is_noted_once_and_not_tried_again(tmp_path, monkeypatch, capsys):
+    """E.g. a doubled time limit over the partition's maximum: the scheduler refuses it. The
+    local queue refuses nothing, so the refusal is staged here."""
+    from param_search.queues.local import LocalQueue
+
+    ps.submit("exit 1\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path, progress=False)
+    ps.submit("exit 1\n", "j{i}", ps.ParamSpace(i=[0]), work_dir=tmp_path, progress=False, wait=False,
+              retry_failed=False, retry=ps.Retry(on={"FAILED": {}}))
+
+    def refuse(self, exp, records, scripts=None):
+        raise ps.RefusedError("sbatch: error: Requested time limit is invalid; too long")
+
+    monkeypatch.setattr(LocalQueue, "submit", refuse)
+    for _ in range(3):
+        table = ps.wait(str(tmp_path), timeout=10, progress=False)
+    assert table.job_state.tolist() == ["FAILED"] and table.attempt.tolist() == [1]
+    assert table.history[0] == ("attempt 1: FAILED (exit 1) -> again; attempt 1: retry refused "
+                                "(sbatch: error: Requested time limit is invalid, too long)")
+    assert capsys.readouterr().err.count("retries were refused") == 1

@@ -57,17 +57,19 @@ def test_one_supervisor_per_experiment_detached_and_stopped_without_stopping_job
     started = _cli("watch", str(tmp_path), "--detach")
     assert started.returncode == 0, started.stderr
     exp = Experiment.open(tmp_path)
-    pid = watch.supervisor_pid(exp)
-    assert pid and pid > 0
+    who = watch.supervisor(exp)
+    host, pid, _ = who.rsplit(":", 2)
+    assert host == os.uname().nodename and int(pid) > 0
     second = _cli("watch", str(tmp_path))
     assert second.returncode == 1 and "already watches" in second.stderr and "--stop" in second.stderr
+    assert f"pid {pid} on {host}" in second.stderr
     deadline = time.monotonic() + 30
     while not (ps.status(jobs).job_state == "RUNNING").all():   # its detached runner runs them
         assert time.monotonic() < deadline
         time.sleep(0.2)
     stopped = _cli("watch", str(tmp_path), "--stop")
     assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout
-    assert watch.supervisor_pid(exp) is None and not os.path.exists(tmp_path / ".param_search" / "watch.pid")
+    assert watch.supervisor(exp) is None and not os.path.exists(tmp_path / ".param_search" / "watch.pid")
     assert (ps.status(jobs).job_state == "RUNNING").all()   # the jobs go on
     ps.cancel(jobs)
 
@@ -97,3 +99,27 @@ def test_stop_without_a_supervisor_is_no_error(tmp_path, flag):
     _sweep(tmp_path, n=1, template="true\n")
     done = _cli("watch", str(tmp_path), flag)
     assert done.returncode == 0 and "no supervisor" in done.stdout
+
+
+def test_probing_for_a_supervisor_never_turns_a_starting_one_away(tmp_path):
+    """Another process asking who supervises (it takes the lock a moment) must not make a
+    supervisor that starts at that instant give up."""
+    import threading
+
+    _sweep(tmp_path, n=1, template="true\n")
+    exp = Experiment.open(tmp_path)
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            watch.supervisor(exp)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        for _ in range(200):
+            with watch.supervising(exp):
+                pass
+    finally:
+        stop.set()
+        thread.join()

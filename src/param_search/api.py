@@ -15,7 +15,7 @@ from .experiment import Experiment, conflict_message
 from .record import Record, new_record, script_digest
 from .attempts import finalize
 from .dispatch import apply_policy, check_max_queued, queues_again, send as dispatch, store_policy
-from .lifecycle import Cancelled, apply, is_held
+from .lifecycle import HELD, Cancelled, apply, is_held
 from . import loop
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_for
@@ -46,7 +46,7 @@ def submit(
     replace: bool = False,
     retry_failed: bool = True,
     max_attempts: int | None = None,
-    retry: Retry | None = None,
+    retry: Retry | bool | None = None,
     max_queued: int | None = None,
     progress: bool = True,
     **queue_options: Any,
@@ -68,10 +68,11 @@ def submit(
         max_attempts: never send a job more than this many times.
         retry: a :class:`Retry` policy, stored in the experiment: jobs that end in the
             states it names are sent again (with more time or memory, if it says so) by
-            ``ps.wait``, ``ps.status(apply=True)`` or ``param-search watch``.
+            ``ps.wait``, ``ps.status(apply=True)`` or ``param-search watch``. None keeps
+            the stored one, False removes it.
         max_queued: keep at most this many of the experiment's jobs in the queue; the rest
             wait in the experiment (PENDING, reason "held back: ...") and go out as others
-            end (stored like ``retry``).
+            end (stored like ``retry``; 0 removes the cap).
         progress: show a progress bar while waiting.
         **queue_options: options of the queue, e.g. ``workers=4`` or ``partition='gpu'``.
     """
@@ -102,7 +103,7 @@ def submit(
 
 def _check_policy(queue: Queue, retry: Any) -> None:
     """A retry policy that is no Retry, or asks what the queue cannot do: say so first."""
-    if retry is None:
+    if retry is None or retry is False:
         return
     if not isinstance(retry, Retry):
         raise OptionError(f"retry= takes a ps.Retry(...) policy, e.g. ps.Retry(max_attempts=3, "
@@ -307,13 +308,15 @@ def _names_frame(exp: Experiment, names: list[str]) -> pd.DataFrame:
 def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, progress: bool,
                deadline: float | None) -> pd.DataFrame:
     """The refreshed table, after each queue did in this process what its unfinished jobs
-    need (the local queue runs those no runner owns)."""
+    need (the local queue runs those no runner owns). While some of them are held back,
+    every job of the experiment is driven: those outside ``names`` may hold the room."""
     table = status(exp.work_dir if names is None else _names_frame(exp, names))
-    unfinished = table.loc[~table["job_state"].isin(FINAL_STATES), ["queue", "batch", "job_name"]]
+    unfinished = table.loc[~table["job_state"].isin(FINAL_STATES), ["queue", "batch", "job_name", "reason"]]
+    held = unfinished["reason"].str.startswith(HELD, na=False).any()
     drove = False
     for name, group in unfinished.groupby("queue", dropna=False, sort=False):
         queue = queue_for(exp, None if pd.isna(name) else name, group["batch"].dropna().max() or None)
-        drove |= queue.drive(exp, None if names is None else group["job_name"].tolist(), progress,
+        drove |= queue.drive(exp, None if names is None or held else group["job_name"].tolist(), progress,
                              deadline, workers)
     if drove:
         table = status(_names_frame(exp, table["job_name"].tolist()))

@@ -68,6 +68,13 @@ def read_start(path: str) -> StartInfo | None:
     return read_status(path)[0]
 
 
+def process_identity() -> str:
+    """``host:pid:ticks`` naming this process unambiguously (pids get reused)."""
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        ticks = f.read().rsplit(")", 1)[-1].split()[19]
+    return f"{os.uname().nodename}:{os.getpid()}:{ticks}"
+
+
 def process_alive(pid: int, ticks: int, host: str) -> bool | None:
     """Is the process that wrote a start file still running? None if it is on another host."""
     if host and host not in ("?", _hostname()):

@@ -231,7 +231,7 @@ def _watch(args) -> int:
         print(f"stopped the supervisor (pid {pid}); the jobs go on" if pid else "no supervisor was running")
         return 0
     if args.detach:
-        pid = watch.detach(args.work_dir)
+        pid = watch.detach(args.work_dir, args.interval)
         print(f"supervisor running in the background (pid {pid}); stop it with: "
               f"param-search watch --stop {args.work_dir}")
         return 0

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ExperimentError, OptionError, RefusedError, SubmitLimitError
 from .experiment import Experiment
 from .files import token
-from .lifecycle import HELD, Handed, Held, Refused, apply, is_held
+from .lifecycle import HELD, Handed, Held, Noted, Refused, apply, is_held
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
 from .record import Record
@@ -32,20 +32,26 @@ if TYPE_CHECKING:
 # -- the stored policy -------------------------------------------------------------------
 def check_max_queued(max_queued: Any) -> None:
     if max_queued is not None and (isinstance(max_queued, bool) or not isinstance(max_queued, int)
-                                   or max_queued < 1):
-        raise OptionError(f"max_queued must be an int >= 1 (or None), not {max_queued!r}")
+                                   or max_queued < 0):
+        raise OptionError(f"max_queued must be an int >= 1 (0 lifts a stored cap; None keeps it), "
+                          f"not {max_queued!r}")
 
 
-def store_policy(exp: Experiment, retry: "Retry | None", max_queued: int | None) -> None:
-    """Keep ``retry`` and ``max_queued`` in the experiment (None: keep what is stored); a
-    submit limit learned earlier is forgotten (it is found again if still there)."""
+def store_policy(exp: Experiment, retry: "Retry | bool | None", max_queued: int | None) -> None:
+    """Keep ``retry`` and ``max_queued`` in the experiment (None: keep what is stored;
+    ``retry=False`` and ``max_queued=0`` remove it); a submit limit learned earlier is
+    forgotten (it is found again if still there)."""
     with exp.lock():
         policy = exp.policy()
         new = dict(policy)
         new.pop("submit_limit", None)
-        if retry is not None:
+        if retry is False:
+            new.pop("retry", None)
+        elif retry is not None:
             new["retry"] = retry.to_json()
-        if max_queued is not None:
+        if max_queued == 0:
+            new.pop("max_queued", None)
+        elif max_queued is not None:
             new["max_queued"] = max_queued
         if new != policy:
             exp.save_policy(new)
@@ -62,16 +68,35 @@ def in_queue(records: Mapping[str, Record]) -> int:
 
 def room(policy: Mapping[str, Any], records: Mapping[str, Record]) -> float:
     """How many more jobs may go out now."""
-    limits = [policy.get("max_queued"), (policy.get("submit_limit") or {}).get("queued")]
+    return free_room(policy, in_queue(records))
+
+
+def free_room(policy: Mapping[str, Any], queued: int) -> float:
+    """Room left with ``queued`` of the experiment's jobs in queues. A learned submit limit
+    always lets one job go out when none of ours is queued (other sweeps may have filled
+    the quota and left since), and is forgotten after ``LIMIT_MEMORY`` seconds."""
+    limits = [policy.get("max_queued"), learned_limit(policy)]
     limits = [n for n in limits if n is not None]
-    return max(min(limits) - in_queue(records), 0) if limits else float("inf")
+    return max(min(limits) - queued, 0 if queued else 1) if limits else float("inf")
+
+
+#: Seconds a learned submit limit is trusted before the whole backlog is tried again.
+LIMIT_MEMORY = 600.0
+
+
+def learned_limit(policy: Mapping[str, Any]) -> int | None:
+    limit = policy.get("submit_limit") or {}
+    if limit.get("queued") is None or time.time() - limit.get("at", 0) > LIMIT_MEMORY:
+        return None
+    return limit["queued"]
 
 
 # -- sending -----------------------------------------------------------------------------
 def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list[Record],
          scripts: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None,
-         probe: bool = False) -> None:
-    """Hand ``chosen`` to ``queue`` within the sweep's limits; hold back the rest.
+         probe: bool = False) -> int:
+    """Hand ``chosen`` to ``queue`` within the sweep's limits; hold back the rest; return
+    how many were handed.
 
     ``scripts``: rendered scripts by job name, when at hand. ``probe``: try one job more
     than a learned submit limit allows (the limit may have grown). Raises RefusedError if
@@ -79,7 +104,7 @@ def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list
     stay SUBMITTING, found again by the next call).
     """
     if not chosen:
-        return
+        return 0
     policy = exp.policy()
     free = room(policy, records) + (1 if probe and _limit_binds(policy) else 0)
     now, later = (chosen, []) if free >= len(chosen) else (chosen[:int(free)], chosen[int(free):])
@@ -94,11 +119,12 @@ def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list
         policy["submit_limit"]["queued"] = max(policy["submit_limit"]["queued"], in_queue(records))
         exp.save_policy(policy)
     exp.save_records(records)
+    return len(now) - (len(refused[0]) if refused else 0)
 
 
 def _limit_binds(policy: Mapping[str, Any]) -> bool:
     """Whether a learned submit limit, not ``max_queued``, is what holds jobs back."""
-    limit = (policy.get("submit_limit") or {}).get("queued")
+    limit = learned_limit(policy)
     max_queued = policy.get("max_queued")
     return limit is not None and (max_queued is None or limit < max_queued)
 
@@ -214,55 +240,85 @@ def stored_settings(exp: Experiment, record: Record, name: str) -> dict[str, Any
 
 # -- the decision round ----------------------------------------------------------------------
 def apply_policy(exp: Experiment, table: "pd.DataFrame") -> bool:
-    """Retry the ended jobs of ``table`` that the stored policy names; send held-back jobs
-    as room frees up. Returns whether anything was decided (the table is then stale)."""
+    """Retry the ended jobs of ``table`` that the stored policy names; send its held-back
+    jobs as room frees up. Returns whether any job was handed to a queue (the table is then
+    stale)."""
     policy = exp.policy()
     retry = retry_policy(policy)
-    if not _something_to_do(table, retry):
+    if not _something_to_do(table, retry, policy):
         return False
     names = set(table["job_name"])
     with exp.transaction() as records:
         chosen = [r for n, r in records.items() if n in names]
-        retried = _retry(exp, records, [r for r in chosen if retry and r["state"] in FINAL_STATES
-                                        and retry.wants(r)], retry)
-        released = _release(exp, records)
-    return bool(retried or released)
+        ended = [r for r in chosen if retry and r["state"] in FINAL_STATES and retry.wants(r)
+                 and not _refused_before(r)]
+        sent = _retry(exp, records, ended, retry) if ended else 0
+        sent += _release(exp, records, [r for r in chosen if is_held(r)])
+    return sent > 0
 
 
-def _something_to_do(table: "pd.DataFrame", retry: Retry | None) -> bool:
+def _something_to_do(table: "pd.DataFrame", retry: Retry | None, policy: Mapping[str, Any]) -> bool:
+    """Whether a decision round may do anything: looked up in the table, without the lock."""
     if not len(table):
         return False
-    held = table["reason"].str.startswith(HELD, na=False).any()
-    if held:
-        return True
+    held = table["reason"].str.startswith(HELD, na=False).to_numpy()
+    if held.any():
+        queued = int((table["job_state"].isin(ACTIVE_STATES).to_numpy() & ~held).sum())
+        if free_room(policy, queued) > 0:
+            return True
     if retry is None:
         return False
-    return bool((table["job_state"].isin(retry.states) & (table["attempt"] < retry.max_attempts)).any())
+    wanted = table["job_state"].isin(retry.states) & (table["attempt"] < retry.max_attempts)
+    for state, rule in retry.on.items():
+        if rule and rule.get("exit_codes") is not None:
+            wanted &= (table["job_state"] != state) | table["exit_code"].isin(rule["exit_codes"])
+    refused = table["history"].str.extract(REFUSED_NOTE, expand=False).astype(float)
+    return bool((wanted & ~(refused == table["attempt"])).any())
+
+
+#: A retry the queue refused: not tried again for that attempt (a new ps.submit or
+#: ps.resubmit sends the job again by hand).
+REFUSED_NOTE = r"attempt (\d+): retry refused[^;]*$"
+
+
+def _refused_before(record: Record) -> bool:
+    import re
+
+    found = re.search(REFUSED_NOTE, record["history"] or "")
+    return bool(found) and int(found.group(1)) == record["attempt"]
 
 
 def _retry(exp: Experiment, records: dict[str, Record], ended: list[Record], retry: Retry | None) -> int:
     """Send ``ended`` again, each with the resources the policy decides, grouped by queue
-    settings (one submission per group)."""
+    settings (one submission per group); return how many were handed to a queue."""
+    assert retry is not None
     groups: dict[str, tuple[Queue, list[Record], dict[str, Any]]] = {}
     for record in ended:
-        assert retry is not None
         queue = queue_for(exp, record["queue"], record["batch"])
         decision = retry.decide(record, queue.resource_syntax())
         settings = queue.with_resources(stored_settings(exp, record, queue.name), decision.resources)
-        record["history"] = "; ".join(filter(None, [record["history"], decision.note]))
+        apply(record, Noted(decision.note))
         key = json.dumps([queue.name, settings], sort_keys=True, default=repr)
         if key not in groups:
             groups[key] = (make_queue(queue.name, **settings), [], decision.resources)
         groups[key][1].append(record)
+    sent = 0
     for queue, group, changed in groups.values():
-        send(exp, queue, records, group, overrides={k: v for k, v in changed.items()} or None)
-    return len(ended)
+        try:
+            sent += send(exp, queue, records, group, overrides=dict(changed) or None)
+        except RefusedError as exc:   # e.g. the doubled time is over the partition's limit
+            for record in group:
+                said = " ".join(str(exc).replace(";", ",").split())
+                apply(record, Noted(f"attempt {record['attempt']}: retry refused ({said})"))
+            exp.save_records(records)
+            print(f"param_search: {len(group)} retries were refused, not tried again: {exc}", file=sys.stderr)
+    return sent
 
 
-def _release(exp: Experiment, records: dict[str, Record]) -> int:
-    """Send held-back jobs, oldest first, as far as there is room (and, when a learned submit
-    limit is what holds them, one more to see whether it has grown)."""
-    held = [r for r in records.values() if is_held(r)]
+def _release(exp: Experiment, records: dict[str, Record], held: list[Record]) -> int:
+    """Send ``held`` (held-back jobs), in the experiment's order, as far as there is room
+    (and, when a learned submit limit is what holds them, one more to see whether it has
+    grown); return how many were handed to a queue."""
     policy = exp.policy()
     free = room(policy, records)
     if not held or not free:
@@ -272,8 +328,10 @@ def _release(exp: Experiment, records: dict[str, Record]) -> int:
     by_batch: dict[str | None, list[Record]] = {}
     for record in take:
         by_batch.setdefault(record["batch"], []).append(record)
+    sent = 0
     for batch, group in by_batch.items():
         stored = exp.batch_settings(batch) if batch else None
-        send(exp, queue_for(exp, group[0]["queue"], batch), records, group,
-             overrides=(stored or {}).get("overrides"), probe=probe)
-    return len(take)
+        sent += send(exp, queue_for(exp, group[0]["queue"], batch), records, group,
+                     overrides=(stored or {}).get("overrides"), probe=probe)
+        probe = False   # one extra job per round, not per group
+    return sent

@@ -56,6 +56,12 @@ class Held:
 
 
 @dataclass(frozen=True)
+class Noted:
+    """A decision about the record, kept in its history (e.g. why it is sent again)."""
+    note: str
+
+
+@dataclass(frozen=True)
 class Refused:
     """The queue refused the attempt: the record goes back to ``previous``."""
     previous: "Record"
@@ -151,7 +157,7 @@ class Requeued:
     reason: str | None = None
 
 
-Event = (Handed | Held | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
+Event = (Handed | Held | Noted | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
          | Vanished | Recovered | Unlisted | Requeued)
 
 
@@ -160,7 +166,11 @@ def apply(record: "Record", event: Event) -> bool:
     does not fit the record's state, e.g. a late start line of a final job, is ignored)."""
     state = record["state"]
     active = state in ACTIVE_STATES
-    if isinstance(event, Handed):
+    if is_held(record) and not isinstance(event, (Handed, Held, Noted, Cancelled, Refused)):
+        return False   # in no queue: nothing a queue or a status file says is about it
+    if isinstance(event, Noted):
+        record["history"] = "; ".join(filter(None, [record["history"], event.note]))
+    elif isinstance(event, Handed):
         if active and not is_held(record):
             return False
         record.update(dict.fromkeys(ATTEMPT_FIELDS), state=SUBMITTING, attempt=record["attempt"] + 1,

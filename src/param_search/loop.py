@@ -43,18 +43,23 @@ def run(refresh: Refresh, steps: Sequence[Step] = (), *, done: Callable[["pd.Dat
         for step in steps:
             acted |= bool(step(table))
         if acted:   # decide again on what the action changed before calling anything done
+            _check_deadline(table, deadline, 0.0, timeout_words)
             table = patiently(refresh, deadline)
             interval = poll_interval
             continue
         show(table)
         if done(table):
             return table
-        if deadline is not None and time.monotonic() + interval > deadline:
-            raise TimeoutError(f"jobs still not finished{timeout_words}: {_signature(table)}")
+        _check_deadline(table, deadline, interval, timeout_words)
         time.sleep(interval)
         before = _signature(table)
         table = patiently(refresh, deadline)
         interval = min(interval * 1.5, max_interval) if _signature(table) == before else poll_interval
+
+
+def _check_deadline(table: "pd.DataFrame", deadline: float | None, ahead: float, words: str) -> None:
+    if deadline is not None and time.monotonic() + ahead > deadline:
+        raise TimeoutError(f"jobs still not finished{words}: {_signature(table)}")
 
 
 def _signature(table: "pd.DataFrame") -> dict:

@@ -10,7 +10,7 @@ from . import index_file
 from .experiment import Experiment
 from .record import Record
 from .attempts import finalize, observe
-from .lifecycle import Unsent, Waiting, apply
+from .lifecycle import HELD, Unsent, Waiting, apply, is_held
 from .queues.registry import queue_for
 from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
@@ -26,7 +26,7 @@ def refresh(exp: Experiment, records: Iterable[Record],
     the scheduler stops calling it pending (that saves 10,000 file reads per refresh).
     ``snapshots``: per queue name, what its scheduler already answered this refresh.
     """
-    active = [r for r in records if r["state"] in ACTIVE_STATES]
+    active = [r for r in records if r["state"] in ACTIVE_STATES and not is_held(r)]
     before = [_signature(r) for r in active]
     for record in active:
         if record["state"] != PENDING:
@@ -95,6 +95,7 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     import pyarrow.compute as pc
 
     active = _mask(pc.is_in(index.column("state"), _string_set(ACTIVE_STATES)))
+    active &= ~_mask(pc.fill_null(pc.starts_with(index.column("reason"), HELD), False))   # in no queue
     if rows is not None:
         chosen = np.zeros(index.num_rows, dtype=bool)
         chosen[rows] = True

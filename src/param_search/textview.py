@@ -100,4 +100,4 @@ def failures_text(groups: pd.DataFrame) -> str:
 
 def colour_wanted(stream) -> bool:
     """Colours on a terminal, unless NO_COLOR is set (no-color.org)."""
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    return stream.isatty() and not os.environ.get("NO_COLOR")

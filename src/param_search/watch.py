@@ -24,6 +24,7 @@ import pandas as pd
 from . import api, loop
 from .dispatch import apply_policy
 from .errors import ExperimentError
+from .attempts import process_alive, process_identity
 from .experiment import Experiment
 from .queues.base import Queue
 from .queues.registry import queue_class, queue_for
@@ -64,17 +65,16 @@ def _refreshed(exp: Experiment) -> pd.DataFrame:
 
 @contextlib.contextmanager
 def supervising(exp: Experiment) -> Iterator[None]:
-    """Be the experiment's one supervisor for a while (pid file while it lasts)."""
+    """Be the experiment's one supervisor for a while (``watch.pid`` says who, meanwhile)."""
     fd = os.open(os.path.join(exp.state_dir, "watch.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _lock(fd, patience=2.0):   # someone probing (see supervisor) holds it a moment
         os.close(fd)
-        raise ExperimentError(f"a supervisor already watches {exp.work_dir} (pid {supervisor_pid(exp)}); "
-                              f"stop it with: param-search watch --stop {exp.work_dir}") from None
+        who = supervisor(exp)
+        raise ExperimentError(f"a supervisor already watches {exp.work_dir} ({_who(who)}); "
+                              f"stop it with: param-search watch --stop {exp.work_dir}")
     pid_path = os.path.join(exp.state_dir, "watch.pid")
     with open(pid_path, "w") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{process_identity()}\n")
     try:
         yield
     finally:
@@ -83,34 +83,55 @@ def supervising(exp: Experiment) -> Iterator[None]:
         os.close(fd)
 
 
-def supervisor_pid(exp: Experiment) -> int | None:
-    """The pid of the supervisor watching the experiment, if one is."""
+def _lock(fd: int, patience: float) -> bool:
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def supervisor(exp: Experiment) -> str | None:
+    """Who supervises the experiment (``host:pid:ticks``; "" while one starts up), None if
+    nobody does."""
     fd = os.open(os.path.join(exp.state_dir, "watch.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         try:
             with open(os.path.join(exp.state_dir, "watch.pid")) as f:
-                return int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return -1   # starting up: the lock is held, the pid not yet written
+                return f.read().strip()
+        except OSError:
+            return ""
     finally:
         os.close(fd)
     return None
 
 
-def detach(work_dir: str) -> int:
+def _who(identity: str | None) -> str:
+    if not identity:
+        return "starting up"
+    host, pid, _ticks = identity.rsplit(":", 2)
+    return f"pid {pid} on {host}"
+
+
+def detach(work_dir: str, poll_interval: float = 5.0) -> int:
     """Start a supervisor in the background (its log: ``.param_search/watch.log``); its pid."""
     exp = Experiment.open(work_dir)
-    running = supervisor_pid(exp)
-    if running:
-        raise ExperimentError(f"a supervisor already watches {exp.work_dir} (pid {running})")
+    running = supervisor(exp)
+    if running is not None:
+        raise ExperimentError(f"a supervisor already watches {exp.work_dir} ({_who(running)})")
     with open(os.path.join(exp.state_dir, "watch.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "param_search.cli", "watch", exp.work_dir],
+        proc = subprocess.Popen([sys.executable, "-m", "param_search.cli", "watch", exp.work_dir,
+                                 "--interval", str(poll_interval)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 10
-    while supervisor_pid(exp) is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not supervisor(exp) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     if proc.poll() is not None and proc.returncode != 0:
         raise ExperimentError(f"the supervisor exited at once (code {proc.returncode}); see "
                               f"{exp.state_dir}/watch.log")
@@ -120,14 +141,25 @@ def detach(work_dir: str) -> int:
 def stop(work_dir: str, timeout: float = 30.0) -> int | None:
     """Stop the experiment's supervisor (never its jobs); the pid stopped, None if none ran."""
     exp = Experiment.open(work_dir)
-    pid = supervisor_pid(exp)
-    if not pid or pid < 0:
+    identity = supervisor(exp)
+    if identity is None:
         return None
-    os.kill(pid, signal.SIGTERM)
+    if not identity:
+        raise ExperimentError(f"the supervisor of {exp.work_dir} is starting up; try again in a moment")
+    host, pid, ticks = identity.rsplit(":", 2)
+    alive = process_alive(int(pid), int(ticks), host)
+    if alive is False:
+        return None
+    if alive is None:
+        raise ExperimentError(f"the supervisor of {exp.work_dir} runs on {host}, not here (pid {pid}); "
+                              f"run param-search watch --stop there")
+    os.kill(int(pid), signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while supervisor_pid(exp) and time.monotonic() < deadline:
+    while supervisor(exp) is not None:
+        if time.monotonic() > deadline:
+            raise ExperimentError(f"the supervisor (pid {pid}) did not stop within {timeout:g} s")
         time.sleep(0.1)
-    return pid
+    return int(pid)
 
 
 class View:

@@ -78,6 +78,8 @@ class BatchQueue(Queue):
     bare_mem: ClassVar[float] = 1.0 / 2**20
     #: How memory is written back: MiB followed by this unit.
     mem_unit: ClassVar[str] = "M"
+    #: Whether lower-case k, m, g are powers of 1000 (capitals: of 1024).
+    mem_decimal_lower: ClassVar[bool] = False
 
     def __init__(self, options: list[str], array: bool, max_running: int | None,
                  max_array_size: int | None, submit_timeout: float):
@@ -156,7 +158,7 @@ class BatchQueue(Queue):
     # -- resources ---------------------------------------------------------------------
     def resource_syntax(self) -> Resources:
         return Resources(lambda t: seconds(t, self.bare_time), clock,
-                         lambda m: megabytes(m, self.bare_mem), lambda mib: f"{math.ceil(mib)}{self.mem_unit}",
+                         lambda m: megabytes(m, self.bare_mem, self.mem_decimal_lower), lambda mib: f"{math.ceil(mib)}{self.mem_unit}",
                          self.exclude_setting is not None)
 
     def with_resources(self, settings: dict[str, Any], resources: dict[str, str | None]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from ..attempts import finalize, observe, process_alive, read_start, read_status
+from ..attempts import finalize, observe, process_alive, process_identity, read_start, read_status
 from ..errors import ExperimentError, OptionError
 from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply, is_held
 from ..states import ACTIVE_STATES, CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
@@ -30,11 +30,7 @@ if TYPE_CHECKING:
 NO_RUNNER = "no local runner is running it: call ps.wait(jobs) or ps.submit(...) again"
 
 
-def runner_identity() -> str:
-    """``host:pid:ticks`` naming this process unambiguously (pids get reused)."""
-    with open(f"/proc/{os.getpid()}/stat") as f:
-        ticks = f.read().rsplit(")", 1)[-1].split()[19]
-    return f"{os.uname().nodename}:{os.getpid()}:{ticks}"
+runner_identity = process_identity
 
 
 def owner_alive(exp: "Experiment", owner: str | None) -> bool:

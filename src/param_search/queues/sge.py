@@ -53,6 +53,7 @@ class SGEQueue(BatchQueue):
     transient = TRANSIENT
     limit_refusals = ("jobs are allowed per user", "max_u_jobs", "jobs exceeds", "max_jobs")
     time_setting, mem_setting = "h_rt", "h_vmem"
+    mem_decimal_lower = True   # sge_types(1): k, m, g are 1000-based, K, M, G 1024-based
 
     def __init__(self, queue: str | None = None, pe: str | None = None, slots: int | None = None,
                  h_rt: str | None = None, h_vmem: str | None = None, mem: str | None = None,

@@ -42,11 +42,11 @@ SACCT_FIELDS = "JobID,JobIDRaw,JobName,State,ExitCode,Elapsed,NodeList,Submit,St
 SACCT = ("sacct", "--parsable2", "--noheader")
 TRANSIENT = ("socket timed out", "temporarily unable to accept", "resource temporarily unavailable",
              "unable to contact slurm controller", "connection refused", "slurm_persist_conn")
-#: Fragments of sbatch's refusals for a reached submit limit (per user, account, QOS or the
-#: whole cluster's MaxJobCount, which sbatch reports as temporarily unavailable).
+#: Fragments of sbatch's refusals for a reached submit limit (per user, account or QOS).
+#: The whole cluster's MaxJobCount is not among them: sbatch reports it as "temporarily
+#: unavailable", like a busy controller, and retrying is the answer to both.
 LIMIT_REFUSALS = ("qosmaxsubmitjobperuserlimit", "qosmaxsubmitjobperaccountlimit", "assocmaxsubmitjoblimit",
-                  "assocgrpsubmitjobslimit", "qosgrpsubmitjobslimit", "job submit limit",
-                  "resource temporarily unavailable")
+                  "assocgrpsubmitjobslimit", "qosgrpsubmitjobslimit", "job submit limit")
 #: sbatch's spellings of the options holding an attempt's resources.
 RESOURCE_OPTIONS = {"--time": "time_limit", "-t": "time_limit", "--mem": "mem_limit", "--exclude": "excluded",
                     "-x": "excluded"}
