@@ -471,3 +471,17 @@ def test_a_job_slurm_forgot_without_an_exit_record_ends_after_the_grace_period(i
     again = ps.resubmit(".", states=["FAILED"])
     assert again.attempt.tolist() == [2] and again.job_state[0] in ("PENDING", "RUNNING")
     assert ps.cancel(".").job_state.tolist() == ["CANCELLED"]
+
+
+def test_a_quota_filled_by_other_jobs_holds_all_and_they_go_out_when_it_frees(in_tmp):
+    """Another sweep holds all 10 places of QOS 'limited': none of ours is queued when the
+    limit refuses, yet once the others leave, ours go out (no learned limit of 0 blocks them)."""
+    others = subprocess.run(["sbatch", "--parsable", "--qos=limited", "--hold", "--array=0-9", "-o", "/dev/null",
+                             "--wrap", "true"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        jobs = ps.submit("true\n", "job_{x}", ps.ParamSpace(x=range(3)), use="slurm", qos="limited")
+        assert jobs.reason.str.startswith("held back: the scheduler's submit limit", na=False).all()
+    finally:
+        subprocess.run(["scancel", others], check=True)
+    jobs = wait_jobs(jobs, timeout=120)
+    assert jobs.job_state.tolist() == ["COMPLETED"] * 3 and jobs.attempt.tolist() == [1] * 3
