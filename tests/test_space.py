@@ -180,6 +180,27 @@ def test_spaces_are_immutable():
     assert space.copy() == space
 
 
+def test_every_ordereddict_mutator_is_refused():
+    space = ParamSpace(a=[1, 2]) + ParamSpace(a=[3])
+    extras = set(dir(collections.OrderedDict)) - set(dir(collections.abc.Mapping))
+    readers = {"__dict__", "copy", "fromkeys", "__or__", "__ror__"}  # redefined, checked below
+    mutators = {"__setitem__": ("b", 1), "__delitem__": ("a",), "update": ({"b": 1},),
+                "pop": ("a",), "popitem": (), "clear": (), "setdefault": ("b", 1),
+                "move_to_end": ("a",), "__ior__": ({"b": 1},)}
+    assert extras == readers | set(mutators)
+    for name, args in mutators.items():
+        with pytest.raises(ParamSpaceError, match=f"immutable \\({name} .*build a new one"):
+            getattr(space, name)(*args)
+    with pytest.raises(ParamSpaceError, match="immutable"):
+        space |= {"b": [1]}
+    with pytest.raises(TypeError):
+        space | space
+    assert type(space | {"b": [1]}) is dict  # a plain dict: the space itself is unchanged
+    assert list(space.keys()) == ["a"] and list(space) == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert type(space.copy()) is SumSpace and space.copy() == space
+    assert ParamSpace.fromkeys(["x", "y"], [1, 2]) == ParamSpace(x=[1, 2], y=[1, 2])
+
+
 # ------------------------------------------------------------------------------ Params
 
 

@@ -32,7 +32,7 @@ import bisect
 import numbers
 import operator
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from itertools import chain, product, repeat
 from typing import Any
 
@@ -50,6 +50,11 @@ _DENSE_FRACTION = 0.25
 _TABLE_ROWS = 1024
 
 _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mapping)
+
+#: The methods that would change a space: those MutableMapping adds to Mapping, and the two
+#: in-place extras of OrderedDict that no ABC names.
+_MUTATORS = (*sorted(name for name in set(vars(MutableMapping)) - set(vars(Mapping))
+                     if callable(getattr(MutableMapping, name))), "move_to_end", "__ior__")
 
 _Radix = tuple[tuple[Sequence[Any], int, int], ...]  # (values, stride, size) per name
 _Tables = tuple[tuple[list[dict[str, Any]], int, int], ...]  # (sub-points, stride, size)
@@ -281,6 +286,26 @@ def _rvs(dist: Any, m: int, rng: np.random.Generator) -> list[Any]:
 # ------------------------------------------------------------------------ ParamSpace
 
 
+def _refusal(name: str) -> Callable[..., Any]:
+    """Returns the method that stands in for mutator ``name``: spaces are values, like tuples."""
+    def refuse(self: ParamSpace, *args: Any, **kwargs: Any) -> Any:
+        raise ParamSpaceError(
+            f"{type(self).__name__} is immutable ({name} would change it); build a new one, "
+            "e.g. ParamSpace(space, name=values), or combine spaces with + and *"
+        )
+    refuse.__name__ = refuse.__qualname__ = name
+    return refuse
+
+
+def _immutable(cls: type[ParamSpace]) -> type[ParamSpace]:
+    """Replaces every mutator of the mapping (see ``_MUTATORS``) with a refusal."""
+    for name in _MUTATORS:
+        setattr(cls, name, _refusal(name))
+    return cls
+
+
+
+@_immutable
 class ParamSpace(OrderedDict):
     """A grid of parameters: the Cartesian product of one range per parameter.
 
@@ -586,16 +611,8 @@ class ParamSpace(OrderedDict):
 
     # ------------------------------------------------------------------ immutability
 
-    def _immutable(self, *args: Any, **kwargs: Any) -> Any:
-        raise ParamSpaceError(
-            "ParamSpace is immutable; build a new one, e.g. ParamSpace(space, name=values)"
-            " or combine spaces with + and *"
-        )
-
-    __setitem__ = __delitem__ = __ior__ = _immutable
-    update = pop = popitem = clear = setdefault = move_to_end = _immutable
-
     def __or__(self, other: Any) -> Any:
+        """No ``|``: spaces merge with ``*`` (disjoint names) or ``+`` (same names)."""
         return NotImplemented
 
     __ror__ = __or__
