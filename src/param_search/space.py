@@ -29,6 +29,7 @@ Spaces are immutable: every mapping method that would change one raises
 from __future__ import annotations
 
 import bisect
+import math
 import numbers
 import operator
 from collections import OrderedDict
@@ -46,8 +47,6 @@ __all__ = ["Params", "ParamSpace", "SumSpace", "ProductSpace", "RepeatSpace"]
 _NUMPY_INT_LIMIT = 2**63
 #: Without replacement, use a permutation when k is at least this fraction of n.
 _DENSE_FRACTION = 0.25
-#: Grids decode indices with lookup tables of at most this many rows per group of names.
-_TABLE_ROWS = 1024
 
 _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mapping)
 
@@ -55,9 +54,6 @@ _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mappin
 #: in-place extras of OrderedDict that no ABC names.
 _MUTATORS = (*sorted(name for name in set(vars(MutableMapping)) - set(vars(Mapping))
                      if callable(getattr(MutableMapping, name))), "move_to_end", "__ior__")
-
-_Radix = tuple[tuple[Sequence[Any], int, int], ...]  # (values, stride, size) per name
-_Tables = tuple[tuple[list[dict[str, Any]], int, int], ...]  # (sub-points, stride, size)
 
 
 # --------------------------------------------------------------------------- Params
@@ -353,20 +349,14 @@ class ParamSpace(OrderedDict):
     # ---------------------------------------------------------------- construction
 
     def _init_grid(self, items: list[tuple[str, Any]]) -> None:
-        """Stores validated, promoted items and precomputes strides (tables are lazy)."""
+        """Stores validated, promoted items and each name's mixed-radix digit."""
         self._set_items(items)
-        values = [(v,) if _is_distribution(v) else v for _, v in items]
-        sizes = [len(v) for v in values]
-        strides, stride = [], 1
-        for n in reversed(sizes):
-            strides.append(stride)
-            stride *= n
-        strides.reverse()
         self._keys = tuple(k for k, _ in items)
-        self._values = tuple(values)
-        self._radix = tuple(zip(values, strides, sizes))
-        self._tables: _Tables | None = None  # built on first use, see _get_tables
-        self._size = stride
+        self._values = tuple((v,) if _is_distribution(v) else v for _, v in items)
+        sizes = [len(v) for v in self._values]
+        strides = [math.prod(sizes[j + 1:]) for j in range(len(sizes))]
+        self._digits = tuple(zip(self._keys, self._values, strides, sizes))
+        self._size = math.prod(sizes)
         self._dist_keys = tuple(k for k, v in items if _is_distribution(v))
 
     def _set_items(self, items: Iterable[tuple[str, Any]]) -> None:
@@ -422,16 +412,17 @@ class ParamSpace(OrderedDict):
 
     def __iter__(self) -> Iterator[Params]:
         self._check_enumerable()
-        if not self._size:
-            return iter(())
-        tables = self._get_tables()
-        if tables:
-            return _iter_tables(tables)
-        return map(Params, map(zip, repeat(self._keys), product(*self._values)))
+        return self._iter()
+
+    def _iter(self) -> Iterator[Params]:
+        """Builds each point from ready-made (name, value) pairs: faster than dict(zip(...))."""
+        pairs = [[(key, value) for value in values]
+                 for key, values in zip(self._keys, self._values)]
+        return map(Params, product(*pairs))
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is int and 0 <= key < self._size and not self._dist_keys:
-            return self._point(key)  # fast path
+            return self._point(key)  # the common case skips _index's checks, for speed
         if isinstance(key, str):
             return dict.__getitem__(self, key)
         if isinstance(key, slice):
@@ -458,27 +449,11 @@ class ParamSpace(OrderedDict):
         return i
 
     def _point(self, i: int) -> Params:
-        """Decodes point ``i`` (``0 <= i < _size``; distributions left undrawn).
-
-        The first call builds a decoder specialised for this grid and stores
-        it on the instance as ``_point``, shadowing this method.
-        """
-        decoder = _make_decoder(self._keys, self._radix, self._get_tables())
-        self._point = decoder  # type: ignore[method-assign]
-        return decoder(i)
-
-    def _get_tables(self) -> _Tables:
-        """Returns (building them on first use) the lookup tables of this grid.
-
-        Consecutive names are grouped into mixed-radix digits; each group's
-        table lists the sub-points (plain dicts) of its names, at most
-        ``_TABLE_ROWS`` of them, so that a point is a merge of a few dicts.
-        The result is empty if some range is too long for a table; points are
-        then decoded name by name.
-        """
-        if self._tables is None:
-            self._tables = _build_tables(self._keys, self._radix)
-        return self._tables
+        """Decodes point ``i`` (``0 <= i < _size``; distributions left undrawn) digit by digit."""
+        point = Params()
+        for key, values, stride, size in self._digits:
+            point[key] = values[i // stride % size]
+        return point
 
     # -------------------------------------------------------------------- sampling
 
@@ -626,82 +601,6 @@ class ParamSpace(OrderedDict):
     def fromkeys(cls, keys: Iterable[str], value: Any = None) -> ParamSpace:
         """Builds a grid giving every name in ``keys`` the same ``value``."""
         return ParamSpace(dict.fromkeys(keys, value))
-
-
-def _build_tables(keys: tuple[str, ...], radix: _Radix) -> _Tables:
-    """Groups a grid's names into digits and tabulates each group's sub-points.
-
-    Args:
-        keys: the grid's names.
-        radix: (values, stride, size) per name.
-
-    Returns:
-        (sub-points, stride, size) per group, most significant first; empty
-        if a range is longer than ``_TABLE_ROWS`` or there are no names.
-    """
-    if any(n > _TABLE_ROWS for _, _, n in radix):
-        return ()
-    groups: list[list[int]] = []
-    rows = _TABLE_ROWS + 1
-    for j in reversed(range(len(keys))):  # least significant first
-        size = radix[j][2]
-        if rows * size > _TABLE_ROWS:
-            groups.append([])
-            rows = 1
-        groups[-1].insert(0, j)
-        rows *= size
-    tables = []
-    for group in reversed(groups):
-        names = [keys[j] for j in group]
-        table = [dict(zip(names, t)) for t in product(*(radix[j][0] for j in group))]
-        tables.append((table, radix[group[-1]][1], len(table)))
-    return tuple(tables)
-
-
-def _iter_tables(tables: _Tables) -> Iterator[Params]:
-    """Yields the points of a grid from its lookup tables (see _build_tables)."""
-    *outer, (low, _, _) = tables
-    for heads in product(*(table for table, _, _ in outer)):
-        base: dict[str, Any] = {}
-        for head in heads:
-            base.update(head)
-        for tail in low:
-            point = Params(base)
-            point.update(tail)
-            yield point
-
-
-def _make_decoder(keys: tuple[str, ...], radix: _Radix,
-                  tables: _Tables) -> Callable[[int], Params]:
-    """Returns a function mapping a valid index of a grid to its point.
-
-    Args:
-        keys: the grid's names.
-        radix: (values, stride, size) per name.
-        tables: the grid's lookup tables, or () to decode name by name.
-    """
-    if not tables:
-        def decode(i: int) -> Params:
-            return Params(zip(keys, [v[i // s % n] for v, s, n in radix]))
-    elif len(tables) == 1:
-        table = tables[0][0]
-
-        def decode(i: int) -> Params:
-            return Params(table[i])
-    elif len(tables) == 2:
-        (high, stride, _), (low, _, size) = tables
-
-        def decode(i: int) -> Params:
-            point = Params(high[i // stride])
-            point.update(low[i % size])
-            return point
-    else:
-        def decode(i: int) -> Params:
-            point = Params()
-            for table, stride, size in tables:
-                point.update(table[i // stride % size])
-            return point
-    return decode
 
 
 def _check_disjoint(a: ParamSpace, b: ParamSpace) -> None:
