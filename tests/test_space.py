@@ -325,6 +325,8 @@ def test_composite_repr_keys_pickle_and_distinct_values():
     assert clone == abc and list(clone) == list(abc)
     assert clone != (a + b) and a != 1 * a
     assert len((a + b) * c) == 6
+    for space in (a, a + b, (a + b) * c, 3 * a, ParamSpace(**{"lr-rate": [1]})):
+        assert str(space) == f"{space}" == repr(space)
 
 
 # ----------------------------------------------------------------------------- sampling

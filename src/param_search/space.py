@@ -34,7 +34,7 @@ import numbers
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from itertools import chain, product, repeat
+from itertools import accumulate, chain, product, repeat
 from typing import Any
 
 import numpy as np
@@ -114,17 +114,9 @@ def _sorted_set(values: Iterable[Any]) -> list[Any]:
         return sorted(values, key=repr)
 
 
-def _promote(key: str, value: Any) -> Any:
-    """Turns a user-given value into a range: a sequence (possibly empty: an empty space)
-    or a distribution.
-
-    Args:
-        key: the parameter name, for error messages.
-        value: a single value, an iterable of values or a distribution.
-
-    Returns:
-        The distribution itself, a ``range``, or a list/tuple of plain values.
-    """
+def _promote(value: Any) -> Any:
+    """Turns a user-given value into a range: the distribution itself, a ``range``, or a
+    list/tuple of plain values (possibly empty: an empty space)."""
     if _is_distribution(value):
         return value
     if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
@@ -300,7 +292,6 @@ def _immutable(cls: type[ParamSpace]) -> type[ParamSpace]:
     return cls
 
 
-
 @_immutable
 class ParamSpace(OrderedDict):
     """A grid of parameters: the Cartesian product of one range per parameter.
@@ -338,18 +329,22 @@ class ParamSpace(OrderedDict):
 
     __array_ufunc__ = None  # so that numpy ints defer to our __rmul__
 
+    _keys: tuple[str, ...]  # the names, in order
+    _size: int  # the number of points, a distribution counting as one value
+    _dist_keys: tuple[str, ...]  # the names whose value is a distribution (in some part)
+
     def __init__(self, ranges: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
                  /, **kwargs: Any) -> None:
         items = []
         for key, value in _merge_args(ranges, kwargs):
             _check_name(key)
-            items.append((key, _promote(key, value)))
+            items.append((key, _promote(value)))
         self._init_grid(items)
 
     # ---------------------------------------------------------------- construction
 
     def _init_grid(self, items: list[tuple[str, Any]]) -> None:
-        """Stores validated, promoted items and each name's mixed-radix digit."""
+        """Stores promoted items and each name's mixed-radix digit: (name, values, stride, size)."""
         self._set_items(items)
         self._keys = tuple(k for k, _ in items)
         self._values = tuple((v,) if _is_distribution(v) else v for _, v in items)
@@ -559,6 +554,12 @@ class ParamSpace(OrderedDict):
             return RepeatSpace(self, other)
         return NotImplemented
 
+    def __or__(self, other: Any) -> Any:
+        """No ``|``: spaces merge with ``*`` (disjoint names) or ``+`` (same names)."""
+        return NotImplemented
+
+    __ror__ = __or__
+
     # ------------------------------------------------------------ equality, repr
 
     def __eq__(self, other: Any) -> bool:
@@ -578,19 +579,11 @@ class ParamSpace(OrderedDict):
             inner = dict.__repr__(dict(self.items()))
         return f"{type(self).__name__}({inner})"
 
-    __str__ = __repr__
-
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Pretty-prints (IPython, hypothesis) with the repr, not as a dict."""
         printer.text(repr(self))
 
-    # ------------------------------------------------------------------ immutability
-
-    def __or__(self, other: Any) -> Any:
-        """No ``|``: spaces merge with ``*`` (disjoint names) or ``+`` (same names)."""
-        return NotImplemented
-
-    __ror__ = __or__
+    # ------------------------------------------------------------ mapping constructors
 
     def copy(self) -> ParamSpace:
         """Returns an equal space (spaces are immutable, so rarely needed)."""
@@ -601,6 +594,9 @@ class ParamSpace(OrderedDict):
     def fromkeys(cls, keys: Iterable[str], value: Any = None) -> ParamSpace:
         """Builds a grid giving every name in ``keys`` the same ``value``."""
         return ParamSpace(dict.fromkeys(keys, value))
+
+
+# ------------------------------------------------------------------------ composites
 
 
 def _check_disjoint(a: ParamSpace, b: ParamSpace) -> None:
@@ -662,7 +658,19 @@ def _reorderer(keys: tuple[str, ...], part: ParamSpace) -> Callable[[Params], Pa
     return reorder
 
 
-class SumSpace(ParamSpace):
+class _Composite(ParamSpace):
+    """A space made of parts (``_parts``), by which it pickles and compares."""
+
+    _parts: tuple[Any, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._parts)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and self._parts == other._parts
+
+
+class SumSpace(_Composite):
     """The concatenation of spaces with the same parameter names (``a + b``).
 
     Points are those of each part in turn, with the names in the first part's
@@ -691,18 +699,11 @@ class SumSpace(ParamSpace):
         self._parts = tuple(flat)
         self._keys = keys
         self._reorder = tuple(_reorderer(keys, p) for p in flat)
-        sizes = [p._size for p in flat]
-        self._offsets = [0]
-        for n in sizes:
-            self._offsets.append(self._offsets[-1] + n)
+        self._offsets = [0, *accumulate(p._size for p in flat)]  # where each part starts
         self._size = self._offsets[-1]
         self._dist_keys = tuple(k for k in keys if any(k in p._dist_keys for p in flat))
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
+    def _iter(self) -> Iterator[Params]:
         return chain.from_iterable(
             iter(p) if f is None else map(f, p) for p, f in zip(self._parts, self._reorder)
         )
@@ -713,16 +714,11 @@ class SumSpace(ParamSpace):
         f = self._reorder[j]
         return point if f is None else f(point)
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return " + ".join(map(_wrap, self._parts))
 
-    __str__ = __repr__
 
-
-class ProductSpace(ParamSpace):
+class ProductSpace(_Composite):
     """The Cartesian product of two spaces with disjoint names (``a * b``).
 
     Each point of ``a`` (outer) is merged with each point of ``b`` (inner, so
@@ -749,34 +745,20 @@ class ProductSpace(ParamSpace):
         self._size = outer._size * inner._size
         self._dist_keys = outer._dist_keys + inner._dist_keys
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
-        return self._iter()
-
     def _iter(self) -> Iterator[Params]:
         outer, inner = self._parts
-        for a in outer:
-            for b in inner:
-                yield Params(a, **b)
+        return (Params(a, **b) for a in outer for b in inner)
 
     def _point(self, i: int) -> Params:
         outer, inner = self._parts
         q, r = divmod(i, inner._size)
         return Params(outer._point(q), **inner._point(r))
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return " * ".join(map(_wrap, self._parts))
 
-    __str__ = __repr__
 
-
-class RepeatSpace(ParamSpace):
+class RepeatSpace(_Composite):
     """A space repeated ``times`` times (``times * space`` or ``space * times``).
 
     Iteration runs through the whole space ``times`` times over.
@@ -802,33 +784,20 @@ class RepeatSpace(ParamSpace):
         if type(space) is RepeatSpace:
             space, times = space._base, space._times * times
         self._set_items(space.items())
-        self._base = space
-        self._times = times
+        self._parts = (space, times)
+        self._base, self._times = space, times
         self._keys = space._keys
         self._size = space._size * times
         self._dist_keys = space._dist_keys
 
-    @property
-    def _parts(self) -> tuple[ParamSpace, int]:
-        return (self._base, self._times)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
+    def _iter(self) -> Iterator[Params]:
         return chain.from_iterable(repeat(self._base, self._times))
 
     def _point(self, i: int) -> Params:
         return self._base._point(i % self._base._size)
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return f"{self._times} * {_wrap(self._base)}"
-
-    __str__ = __repr__
 
 
 # ------------------------------------------------------------------ submit's argument
