@@ -235,6 +235,21 @@ def test_long_ranges_use_the_slow_path_correctly():
     assert space[-1] == {"a": 1499, "b": 2}
 
 
+@pytest.mark.parametrize("ranges", [
+    {"a": range(3), "b": range(1500), "c": range(40), "d": range(40), "e": "x"},
+    {"a": range(1024), "b": [1, 2], "c": range(2000)},
+    {"a": [], "b": range(5000)},
+    {},
+])
+def test_indexing_matches_iteration_across_long_and_short_ranges(ranges):
+    space = ParamSpace(ranges)
+    points = list(space)
+    assert len(points) == len(space)
+    for i in range(0, len(points), max(1, len(points) // 997)):
+        assert space[i] == points[i] and list(space[i]) == list(space.keys())
+        assert space[i - len(points)] == points[i]
+
+
 def test_indexing():
     space = ParamSpace(a=range(10), b=[True, False])
     assert space[0] == {"a": 0, "b": True}

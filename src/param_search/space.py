@@ -34,6 +34,7 @@ import numbers
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from functools import cached_property
 from itertools import accumulate, chain, product, repeat
 from typing import Any
 
@@ -47,6 +48,8 @@ __all__ = ["Params", "ParamSpace", "SumSpace", "ProductSpace", "RepeatSpace"]
 _NUMPY_INT_LIMIT = 2**63
 #: Without replacement, use a permutation when k is at least this fraction of n.
 _DENSE_FRACTION = 0.25
+#: A grid decodes points from runs of names with at most this many sub-points each.
+_RUN_ROWS = 1024
 
 _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mapping)
 
@@ -274,6 +277,31 @@ def _rvs(dist: Any, m: int, rng: np.random.Generator) -> list[Any]:
 # ------------------------------------------------------------------------ ParamSpace
 
 
+def _runs(sizes: list[int]) -> list[slice]:
+    """Splits a grid's names into runs of consecutive names with at most ``_RUN_ROWS``
+    sub-points together (a longer range makes a run of its own)."""
+    starts, rows = [0], 1
+    for j, n in enumerate(sizes):
+        if rows * max(n, 1) > _RUN_ROWS and j > starts[-1]:
+            starts.append(j)
+            rows = 1
+        rows *= max(n, 1)
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [len(sizes)])]
+
+
+class _Column(Sequence[dict[str, Any]]):
+    """The one-name sub-points of a range too long to tabulate, made on demand."""
+
+    def __init__(self, key: str, values: Sequence[Any]) -> None:
+        self._key, self._values = key, values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, j: Any) -> Any:
+        return {self._key: self._values[j]}
+
+
 def _refusal(name: str) -> Callable[..., Any]:
     """Returns the method that stands in for mutator ``name``: spaces are values, like tuples."""
     def refuse(self: ParamSpace, *args: Any, **kwargs: Any) -> Any:
@@ -344,14 +372,11 @@ class ParamSpace(OrderedDict):
     # ---------------------------------------------------------------- construction
 
     def _init_grid(self, items: list[tuple[str, Any]]) -> None:
-        """Stores promoted items and each name's mixed-radix digit: (name, values, stride, size)."""
+        """Stores validated, promoted items (a distribution counts as one value)."""
         self._set_items(items)
         self._keys = tuple(k for k, _ in items)
         self._values = tuple((v,) if _is_distribution(v) else v for _, v in items)
-        sizes = [len(v) for v in self._values]
-        strides = [math.prod(sizes[j + 1:]) for j in range(len(sizes))]
-        self._digits = tuple(zip(self._keys, self._values, strides, sizes))
-        self._size = math.prod(sizes)
+        self._size = math.prod(map(len, self._values))
         self._dist_keys = tuple(k for k, v in items if _is_distribution(v))
 
     def _set_items(self, items: Iterable[tuple[str, Any]]) -> None:
@@ -446,9 +471,21 @@ class ParamSpace(OrderedDict):
     def _point(self, i: int) -> Params:
         """Decodes point ``i`` (``0 <= i < _size``; distributions left undrawn) digit by digit."""
         point = Params()
-        for key, values, stride, size in self._digits:
-            point[key] = values[i // stride % size]
+        for subpoints, stride, size in self._digits:
+            point.update(subpoints[i // stride % size])
         return point
+
+    @cached_property
+    def _digits(self) -> tuple[tuple[Sequence[dict[str, Any]], int, int], ...]:
+        """(sub-points, stride, size) per run of names: merging a few dicts keeps space[i] fast."""
+        sizes = [len(v) for v in self._values]
+        digits = []
+        for run in _runs(sizes):
+            names, values, size = self._keys[run], self._values[run], math.prod(sizes[run])
+            subpoints = ([dict(zip(names, t)) for t in product(*values)] if size <= _RUN_ROWS
+                         else _Column(names[0], values[0]))
+            digits.append((subpoints, math.prod(sizes[run.stop:]), size))
+        return tuple(digits)
 
     # -------------------------------------------------------------------- sampling
 
