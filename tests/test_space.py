@@ -180,6 +180,27 @@ def test_spaces_are_immutable():
     assert space.copy() == space
 
 
+def test_every_ordereddict_mutator_is_refused():
+    space = ParamSpace(a=[1, 2]) + ParamSpace(a=[3])
+    extras = set(dir(collections.OrderedDict)) - set(dir(collections.abc.Mapping))
+    readers = {"__dict__", "copy", "fromkeys", "__or__", "__ror__"}  # redefined, checked below
+    mutators = {"__setitem__": ("b", 1), "__delitem__": ("a",), "update": ({"b": 1},),
+                "pop": ("a",), "popitem": (), "clear": (), "setdefault": ("b", 1),
+                "move_to_end": ("a",), "__ior__": ({"b": 1},)}
+    assert extras == readers | set(mutators)
+    for name, args in mutators.items():
+        with pytest.raises(ParamSpaceError, match=f"immutable \\({name} .*build a new one"):
+            getattr(space, name)(*args)
+    with pytest.raises(ParamSpaceError, match="immutable"):
+        space |= {"b": [1]}
+    with pytest.raises(TypeError):
+        space | space
+    assert type(space | {"b": [1]}) is dict  # a plain dict: the space itself is unchanged
+    assert list(space.keys()) == ["a"] and list(space) == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert type(space.copy()) is SumSpace and space.copy() == space
+    assert ParamSpace.fromkeys(["x", "y"], [1, 2]) == ParamSpace(x=[1, 2], y=[1, 2])
+
+
 # ------------------------------------------------------------------------------ Params
 
 
@@ -212,6 +233,21 @@ def test_long_ranges_use_the_slow_path_correctly():
     space = ParamSpace(a=range(1500), b=[1, 2])
     assert list(space)[::97] == [space[i] for i in range(0, 3000, 97)]
     assert space[-1] == {"a": 1499, "b": 2}
+
+
+@pytest.mark.parametrize("ranges", [
+    {"a": range(3), "b": range(1500), "c": range(40), "d": range(40), "e": "x"},
+    {"a": range(1024), "b": [1, 2], "c": range(2000)},
+    {"a": [], "b": range(5000)},
+    {},
+])
+def test_indexing_matches_iteration_across_long_and_short_ranges(ranges):
+    space = ParamSpace(ranges)
+    points = list(space)
+    assert len(points) == len(space)
+    for i in range(0, len(points), max(1, len(points) // 997)):
+        assert space[i] == points[i] and list(space[i]) == list(space.keys())
+        assert space[i - len(points)] == points[i]
 
 
 def test_indexing():
@@ -304,6 +340,8 @@ def test_composite_repr_keys_pickle_and_distinct_values():
     assert clone == abc and list(clone) == list(abc)
     assert clone != (a + b) and a != 1 * a
     assert len((a + b) * c) == 6
+    for space in (a, a + b, (a + b) * c, 3 * a, ParamSpace(**{"lr-rate": [1]})):
+        assert str(space) == f"{space}" == repr(space)
 
 
 # ----------------------------------------------------------------------------- sampling

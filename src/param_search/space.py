@@ -29,11 +29,13 @@ Spaces are immutable: every mapping method that would change one raises
 from __future__ import annotations
 
 import bisect
+import math
 import numbers
 import operator
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import chain, product, repeat
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from functools import cached_property
+from itertools import accumulate, chain, product, repeat
 from typing import Any
 
 import numpy as np
@@ -46,13 +48,15 @@ __all__ = ["Params", "ParamSpace", "SumSpace", "ProductSpace", "RepeatSpace"]
 _NUMPY_INT_LIMIT = 2**63
 #: Without replacement, use a permutation when k is at least this fraction of n.
 _DENSE_FRACTION = 0.25
-#: Grids decode indices with lookup tables of at most this many rows per group of names.
-_TABLE_ROWS = 1024
+#: A grid decodes points from runs of names with at most this many sub-points each.
+_RUN_ROWS = 1024
 
 _SINGLE_TYPES = (str, bytes, bytearray, numbers.Number, bool, type(None), Mapping)
 
-_Radix = tuple[tuple[Sequence[Any], int, int], ...]  # (values, stride, size) per name
-_Tables = tuple[tuple[list[dict[str, Any]], int, int], ...]  # (sub-points, stride, size)
+#: The methods that would change a space: those MutableMapping adds to Mapping, and the two
+#: in-place extras of OrderedDict that no ABC names.
+_MUTATORS = (*sorted(name for name in set(vars(MutableMapping)) - set(vars(Mapping))
+                     if callable(getattr(MutableMapping, name))), "move_to_end", "__ior__")
 
 
 # --------------------------------------------------------------------------- Params
@@ -113,17 +117,9 @@ def _sorted_set(values: Iterable[Any]) -> list[Any]:
         return sorted(values, key=repr)
 
 
-def _promote(key: str, value: Any) -> Any:
-    """Turns a user-given value into a range: a sequence (possibly empty: an empty space)
-    or a distribution.
-
-    Args:
-        key: the parameter name, for error messages.
-        value: a single value, an iterable of values or a distribution.
-
-    Returns:
-        The distribution itself, a ``range``, or a list/tuple of plain values.
-    """
+def _promote(value: Any) -> Any:
+    """Turns a user-given value into a range: the distribution itself, a ``range``, or a
+    list/tuple of plain values (possibly empty: an empty space)."""
     if _is_distribution(value):
         return value
     if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
@@ -281,6 +277,50 @@ def _rvs(dist: Any, m: int, rng: np.random.Generator) -> list[Any]:
 # ------------------------------------------------------------------------ ParamSpace
 
 
+def _runs(sizes: list[int]) -> list[slice]:
+    """Splits a grid's names into runs of consecutive names with at most ``_RUN_ROWS``
+    sub-points together (a longer range makes a run of its own)."""
+    starts, rows = [0], 1
+    for j, n in enumerate(sizes):
+        if rows * max(n, 1) > _RUN_ROWS and j > starts[-1]:
+            starts.append(j)
+            rows = 1
+        rows *= max(n, 1)
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [len(sizes)])]
+
+
+class _Column(Sequence[dict[str, Any]]):
+    """The one-name sub-points of a range too long to tabulate, made on demand."""
+
+    def __init__(self, key: str, values: Sequence[Any]) -> None:
+        self._key, self._values = key, values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, j: Any) -> Any:
+        return {self._key: self._values[j]}
+
+
+def _refusal(name: str) -> Callable[..., Any]:
+    """Returns the method that stands in for mutator ``name``: spaces are values, like tuples."""
+    def refuse(self: ParamSpace, *args: Any, **kwargs: Any) -> Any:
+        raise ParamSpaceError(
+            f"{type(self).__name__} is immutable ({name} would change it); build a new one, "
+            "e.g. ParamSpace(space, name=values), or combine spaces with + and *"
+        )
+    refuse.__name__ = refuse.__qualname__ = name
+    return refuse
+
+
+def _immutable(cls: type[ParamSpace]) -> type[ParamSpace]:
+    """Replaces every mutator of the mapping (see ``_MUTATORS``) with a refusal."""
+    for name in _MUTATORS:
+        setattr(cls, name, _refusal(name))
+    return cls
+
+
+@_immutable
 class ParamSpace(OrderedDict):
     """A grid of parameters: the Cartesian product of one range per parameter.
 
@@ -317,31 +357,26 @@ class ParamSpace(OrderedDict):
 
     __array_ufunc__ = None  # so that numpy ints defer to our __rmul__
 
+    _keys: tuple[str, ...]  # the names, in order
+    _size: int  # the number of points, a distribution counting as one value
+    _dist_keys: tuple[str, ...]  # the names whose value is a distribution (in some part)
+
     def __init__(self, ranges: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
                  /, **kwargs: Any) -> None:
         items = []
         for key, value in _merge_args(ranges, kwargs):
             _check_name(key)
-            items.append((key, _promote(key, value)))
+            items.append((key, _promote(value)))
         self._init_grid(items)
 
     # ---------------------------------------------------------------- construction
 
     def _init_grid(self, items: list[tuple[str, Any]]) -> None:
-        """Stores validated, promoted items and precomputes strides (tables are lazy)."""
+        """Stores validated, promoted items (a distribution counts as one value)."""
         self._set_items(items)
-        values = [(v,) if _is_distribution(v) else v for _, v in items]
-        sizes = [len(v) for v in values]
-        strides, stride = [], 1
-        for n in reversed(sizes):
-            strides.append(stride)
-            stride *= n
-        strides.reverse()
         self._keys = tuple(k for k, _ in items)
-        self._values = tuple(values)
-        self._radix = tuple(zip(values, strides, sizes))
-        self._tables: _Tables | None = None  # built on first use, see _get_tables
-        self._size = stride
+        self._values = tuple((v,) if _is_distribution(v) else v for _, v in items)
+        self._size = math.prod(map(len, self._values))
         self._dist_keys = tuple(k for k, v in items if _is_distribution(v))
 
     def _set_items(self, items: Iterable[tuple[str, Any]]) -> None:
@@ -397,16 +432,17 @@ class ParamSpace(OrderedDict):
 
     def __iter__(self) -> Iterator[Params]:
         self._check_enumerable()
-        if not self._size:
-            return iter(())
-        tables = self._get_tables()
-        if tables:
-            return _iter_tables(tables)
-        return map(Params, map(zip, repeat(self._keys), product(*self._values)))
+        return self._iter()
+
+    def _iter(self) -> Iterator[Params]:
+        """Builds each point from ready-made (name, value) pairs: faster than dict(zip(...))."""
+        pairs = [[(key, value) for value in values]
+                 for key, values in zip(self._keys, self._values)]
+        return map(Params, product(*pairs))
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is int and 0 <= key < self._size and not self._dist_keys:
-            return self._point(key)  # fast path
+            return self._point(key)  # the common case skips _index's checks, for speed
         if isinstance(key, str):
             return dict.__getitem__(self, key)
         if isinstance(key, slice):
@@ -433,27 +469,23 @@ class ParamSpace(OrderedDict):
         return i
 
     def _point(self, i: int) -> Params:
-        """Decodes point ``i`` (``0 <= i < _size``; distributions left undrawn).
+        """Decodes point ``i`` (``0 <= i < _size``; distributions left undrawn) digit by digit."""
+        point = Params()
+        for subpoints, stride, size in self._digits:
+            point.update(subpoints[i // stride % size])
+        return point
 
-        The first call builds a decoder specialised for this grid and stores
-        it on the instance as ``_point``, shadowing this method.
-        """
-        decoder = _make_decoder(self._keys, self._radix, self._get_tables())
-        self._point = decoder  # type: ignore[method-assign]
-        return decoder(i)
-
-    def _get_tables(self) -> _Tables:
-        """Returns (building them on first use) the lookup tables of this grid.
-
-        Consecutive names are grouped into mixed-radix digits; each group's
-        table lists the sub-points (plain dicts) of its names, at most
-        ``_TABLE_ROWS`` of them, so that a point is a merge of a few dicts.
-        The result is empty if some range is too long for a table; points are
-        then decoded name by name.
-        """
-        if self._tables is None:
-            self._tables = _build_tables(self._keys, self._radix)
-        return self._tables
+    @cached_property
+    def _digits(self) -> tuple[tuple[Sequence[dict[str, Any]], int, int], ...]:
+        """(sub-points, stride, size) per run of names: merging a few dicts keeps space[i] fast."""
+        sizes = [len(v) for v in self._values]
+        digits = []
+        for run in _runs(sizes):
+            names, values, size = self._keys[run], self._values[run], math.prod(sizes[run])
+            subpoints = ([dict(zip(names, t)) for t in product(*values)] if size <= _RUN_ROWS
+                         else _Column(names[0], values[0]))
+            digits.append((subpoints, math.prod(sizes[run.stop:]), size))
+        return tuple(digits)
 
     # -------------------------------------------------------------------- sampling
 
@@ -559,6 +591,12 @@ class ParamSpace(OrderedDict):
             return RepeatSpace(self, other)
         return NotImplemented
 
+    def __or__(self, other: Any) -> Any:
+        """No ``|``: spaces merge with ``*`` (disjoint names) or ``+`` (same names)."""
+        return NotImplemented
+
+    __ror__ = __or__
+
     # ------------------------------------------------------------ equality, repr
 
     def __eq__(self, other: Any) -> bool:
@@ -578,27 +616,11 @@ class ParamSpace(OrderedDict):
             inner = dict.__repr__(dict(self.items()))
         return f"{type(self).__name__}({inner})"
 
-    __str__ = __repr__
-
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Pretty-prints (IPython, hypothesis) with the repr, not as a dict."""
         printer.text(repr(self))
 
-    # ------------------------------------------------------------------ immutability
-
-    def _immutable(self, *args: Any, **kwargs: Any) -> Any:
-        raise ParamSpaceError(
-            "ParamSpace is immutable; build a new one, e.g. ParamSpace(space, name=values)"
-            " or combine spaces with + and *"
-        )
-
-    __setitem__ = __delitem__ = __ior__ = _immutable
-    update = pop = popitem = clear = setdefault = move_to_end = _immutable
-
-    def __or__(self, other: Any) -> Any:
-        return NotImplemented
-
-    __ror__ = __or__
+    # ------------------------------------------------------------ mapping constructors
 
     def copy(self) -> ParamSpace:
         """Returns an equal space (spaces are immutable, so rarely needed)."""
@@ -611,80 +633,7 @@ class ParamSpace(OrderedDict):
         return ParamSpace(dict.fromkeys(keys, value))
 
 
-def _build_tables(keys: tuple[str, ...], radix: _Radix) -> _Tables:
-    """Groups a grid's names into digits and tabulates each group's sub-points.
-
-    Args:
-        keys: the grid's names.
-        radix: (values, stride, size) per name.
-
-    Returns:
-        (sub-points, stride, size) per group, most significant first; empty
-        if a range is longer than ``_TABLE_ROWS`` or there are no names.
-    """
-    if any(n > _TABLE_ROWS for _, _, n in radix):
-        return ()
-    groups: list[list[int]] = []
-    rows = _TABLE_ROWS + 1
-    for j in reversed(range(len(keys))):  # least significant first
-        size = radix[j][2]
-        if rows * size > _TABLE_ROWS:
-            groups.append([])
-            rows = 1
-        groups[-1].insert(0, j)
-        rows *= size
-    tables = []
-    for group in reversed(groups):
-        names = [keys[j] for j in group]
-        table = [dict(zip(names, t)) for t in product(*(radix[j][0] for j in group))]
-        tables.append((table, radix[group[-1]][1], len(table)))
-    return tuple(tables)
-
-
-def _iter_tables(tables: _Tables) -> Iterator[Params]:
-    """Yields the points of a grid from its lookup tables (see _build_tables)."""
-    *outer, (low, _, _) = tables
-    for heads in product(*(table for table, _, _ in outer)):
-        base: dict[str, Any] = {}
-        for head in heads:
-            base.update(head)
-        for tail in low:
-            point = Params(base)
-            point.update(tail)
-            yield point
-
-
-def _make_decoder(keys: tuple[str, ...], radix: _Radix,
-                  tables: _Tables) -> Callable[[int], Params]:
-    """Returns a function mapping a valid index of a grid to its point.
-
-    Args:
-        keys: the grid's names.
-        radix: (values, stride, size) per name.
-        tables: the grid's lookup tables, or () to decode name by name.
-    """
-    if not tables:
-        def decode(i: int) -> Params:
-            return Params(zip(keys, [v[i // s % n] for v, s, n in radix]))
-    elif len(tables) == 1:
-        table = tables[0][0]
-
-        def decode(i: int) -> Params:
-            return Params(table[i])
-    elif len(tables) == 2:
-        (high, stride, _), (low, _, size) = tables
-
-        def decode(i: int) -> Params:
-            point = Params(high[i // stride])
-            point.update(low[i % size])
-            return point
-    else:
-        def decode(i: int) -> Params:
-            point = Params()
-            for table, stride, size in tables:
-                point.update(table[i // stride % size])
-            return point
-    return decode
+# ------------------------------------------------------------------------ composites
 
 
 def _check_disjoint(a: ParamSpace, b: ParamSpace) -> None:
@@ -746,7 +695,19 @@ def _reorderer(keys: tuple[str, ...], part: ParamSpace) -> Callable[[Params], Pa
     return reorder
 
 
-class SumSpace(ParamSpace):
+class _Composite(ParamSpace):
+    """A space made of parts (``_parts``), by which it pickles and compares."""
+
+    _parts: tuple[Any, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._parts)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and self._parts == other._parts
+
+
+class SumSpace(_Composite):
     """The concatenation of spaces with the same parameter names (``a + b``).
 
     Points are those of each part in turn, with the names in the first part's
@@ -775,18 +736,11 @@ class SumSpace(ParamSpace):
         self._parts = tuple(flat)
         self._keys = keys
         self._reorder = tuple(_reorderer(keys, p) for p in flat)
-        sizes = [p._size for p in flat]
-        self._offsets = [0]
-        for n in sizes:
-            self._offsets.append(self._offsets[-1] + n)
+        self._offsets = [0, *accumulate(p._size for p in flat)]  # where each part starts
         self._size = self._offsets[-1]
         self._dist_keys = tuple(k for k in keys if any(k in p._dist_keys for p in flat))
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
+    def _iter(self) -> Iterator[Params]:
         return chain.from_iterable(
             iter(p) if f is None else map(f, p) for p, f in zip(self._parts, self._reorder)
         )
@@ -797,16 +751,11 @@ class SumSpace(ParamSpace):
         f = self._reorder[j]
         return point if f is None else f(point)
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return " + ".join(map(_wrap, self._parts))
 
-    __str__ = __repr__
 
-
-class ProductSpace(ParamSpace):
+class ProductSpace(_Composite):
     """The Cartesian product of two spaces with disjoint names (``a * b``).
 
     Each point of ``a`` (outer) is merged with each point of ``b`` (inner, so
@@ -833,34 +782,20 @@ class ProductSpace(ParamSpace):
         self._size = outer._size * inner._size
         self._dist_keys = outer._dist_keys + inner._dist_keys
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
-        return self._iter()
-
     def _iter(self) -> Iterator[Params]:
         outer, inner = self._parts
-        for a in outer:
-            for b in inner:
-                yield Params(a, **b)
+        return (Params(a, **b) for a in outer for b in inner)
 
     def _point(self, i: int) -> Params:
         outer, inner = self._parts
         q, r = divmod(i, inner._size)
         return Params(outer._point(q), **inner._point(r))
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return " * ".join(map(_wrap, self._parts))
 
-    __str__ = __repr__
 
-
-class RepeatSpace(ParamSpace):
+class RepeatSpace(_Composite):
     """A space repeated ``times`` times (``times * space`` or ``space * times``).
 
     Iteration runs through the whole space ``times`` times over.
@@ -886,33 +821,20 @@ class RepeatSpace(ParamSpace):
         if type(space) is RepeatSpace:
             space, times = space._base, space._times * times
         self._set_items(space.items())
-        self._base = space
-        self._times = times
+        self._parts = (space, times)
+        self._base, self._times = space, times
         self._keys = space._keys
         self._size = space._size * times
         self._dist_keys = space._dist_keys
 
-    @property
-    def _parts(self) -> tuple[ParamSpace, int]:
-        return (self._base, self._times)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._parts)
-
-    def __iter__(self) -> Iterator[Params]:
-        self._check_enumerable()
+    def _iter(self) -> Iterator[Params]:
         return chain.from_iterable(repeat(self._base, self._times))
 
     def _point(self, i: int) -> Params:
         return self._base._point(i % self._base._size)
 
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and self._parts == other._parts
-
     def __repr__(self) -> str:
         return f"{self._times} * {_wrap(self._base)}"
-
-    __str__ = __repr__
 
 
 # ------------------------------------------------------------------ submit's argument
