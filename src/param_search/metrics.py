@@ -182,3 +182,15 @@ def _parse_column(values: list) -> pd.Series:
 def _warn(problems: list[str], n_jobs: int) -> None:
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
     warnings.warn(f"metrics not read for {len(problems)} of {n_jobs} jobs: {shown}", stacklevel=3)
+
+
+def job_rows(work_dir: str, job_name: str, params: dict, job_hash: str, pattern: str = DEFAULT_PATTERN,
+             sep: str | None = None) -> "tuple[pd.DataFrame | None, str | None]":
+    """One job's metrics rows read as :func:`metrics` reads them (a running job's rows so far),
+    or None and what is wrong (no file yet, no data rows, a bad header)."""
+    reader, problems = _Reader(sep), []
+    for path in _path_maker(work_dir, pattern, {job_name: job_hash})(job_name, params, problems):
+        reader.read(path, job_name, params, problems)
+    if not reader.n_rows:
+        return None, problems[0] if problems else f"{job_name} (no metrics file)"
+    return reader.table([]).drop(columns="job_name"), None
