@@ -70,10 +70,34 @@ def _status(args) -> int:
 
     jobs = api.status(args.work_dir)
     print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    search = _search_line(args.work_dir)
+    if search:
+        print(search)
     shown = jobs if args.all else jobs[jobs["job_state"] != "COMPLETED"]
     if len(shown):
         print(shown[SHOWN].to_string(index=False))
     return 0
+
+
+def _search_line(work_dir: str) -> str | None:
+    """Progress of the experiment's ps.optimize search and its best trial so far, if it has one."""
+    from .errors import MetricsError
+    from .experiment import Experiment
+    from .optimize import best as best_of, settings, trials_table
+
+    stored = settings(Experiment.open(work_dir))
+    if stored is None:
+        return None
+    trials = trials_table(work_dir)
+    line = f"search: {len(trials)} of {stored['n_trials']} trials"
+    try:
+        best = best_of(trials)
+    except MetricsError:
+        return line + ", none with a value yet"
+    if len(stored["objectives"]) > 1:
+        return line + f", {len(best)} on the Pareto front of {', '.join(stored['objectives'])}"
+    objective = stored["objectives"][0]
+    return line + f", best {objective} {best[objective]:.6g} (trial {int(best['trial'])}, {best['job_name']})"
 
 
 def _wait(args) -> int:

@@ -134,6 +134,8 @@ def optimize(template: str, name: str, space: Mapping[str, Any], objective: "str
 def check(template: str, name: str, space: Mapping[str, Any], objective: Any, direction: Any, n_trials: Any,
           max_running: Any, sampler: Any, seed: Any, pruner: Any, pattern: str | None, storage: Any) -> Search:
     """Every argument checked, before anything is written or submitted."""
+    if _missing("optuna"):
+        raise OptionError("ps.optimize needs Optuna: pip install 'param_search[search]' (or optuna)")
     objectives, directions = _objectives(objective, direction)
     for what, value in (("n_trials", n_trials), ("max_running", max_running)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -295,7 +297,7 @@ def _detach(exp: Experiment, search: Search, queue: Queue, poll_interval: float,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     print(f"param_search: search controller running in the background (pid {proc.pid}); its log: "
           f"{exp.state_dir}/optimize.log; progress: param-search status {exp.work_dir}", file=sys.stderr)
-    return trials_table(exp)
+    return trials_table(exp.work_dir)
 
 
 def run_detached(work_dir: str) -> pd.DataFrame:
