@@ -343,7 +343,6 @@ class Controller:
         self.pending: dict[str, "optuna.Trial"] = {}   # job name -> its trial, not told yet
         self.outcomes: dict[str, Outcome] = {}
         self.reported: dict[str, int] = {}             # job name -> last step reported
-        self.live_rows: dict[str, dict[str, Any]] = {}
         self.bar = _bar(search.n_trials, progress)
         self.rebuilt = False
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
@@ -431,7 +430,7 @@ class Controller:
 
     def _outcome(self, record: dict, state: str, error: Any) -> Outcome:
         rows, problem = self._rows(record)
-        last = {} if rows is None else rows.iloc[-1].to_dict()
+        last = {} if rows is None else {k: v[-1] for k, v in rows.items()}
         intermediate = self._intermediate(rows)
         if state == PRUNED:
             return Outcome(None, "PRUNED", None, last, intermediate)
@@ -449,19 +448,20 @@ class Controller:
                            f"({values})", last, intermediate)
         return Outcome([float(v) for v in values], "COMPLETE", None, last, intermediate)
 
-    def _rows(self, record: dict) -> "tuple[pd.DataFrame | None, str | None]":
+    def _rows(self, record: dict) -> "tuple[dict[str, list] | None, str | None]":
         return job_rows(self.exp.work_dir, record["job_name"], record["params"], record["hash"],
                         self.search.pattern)
 
-    def _intermediate(self, rows: pd.DataFrame | None) -> dict[int, float]:
-        """Step -> objective value of each metrics row (``step`` column, else the row number)."""
+    def _intermediate(self, rows: "dict[str, list] | None") -> dict[int, float]:
+        """Step -> objective value of each metrics row (``step`` column, else the row number),
+        for the pruner (none without one)."""
         objective = self.search.objectives[0]
-        if rows is None or objective not in rows or len(self.search.objectives) > 1:
+        if self.search.pruner is None or rows is None or objective not in rows:
             return {}
-        steps = rows["step"] if "step" in rows else pd.Series(range(len(rows)), index=rows.index)
-        values = pd.to_numeric(rows[objective], errors="coerce")
-        keep = values.notna().to_numpy() & pd.to_numeric(steps, errors="coerce").notna().to_numpy()
-        return {int(s): float(v) for s, v in zip(steps[keep], values[keep])}
+        values = rows[objective]
+        steps = rows.get("step", range(len(values)))
+        return {int(s): float(v) for s, v in zip(steps, values)
+                if isinstance(v, float) and isinstance(s, (int, float)) and math.isfinite(v) and math.isfinite(s)}
 
     def _check_objective(self) -> None:
         """An objective no completed trial wrote is a mistake in the call: say so early."""
@@ -489,8 +489,6 @@ class Controller:
         for job_name in running:
             trial = self.pending[job_name]
             rows, _ = self._rows(records[job_name])
-            if rows is not None:
-                self.live_rows[job_name] = rows.iloc[-1].to_dict()
             step = self._report(job_name, trial, self._intermediate(rows))
             if step is not None and trial.should_prune():
                 stop[job_name] = f"pruned at step {step} ({self.search.objectives[0]} " \
@@ -635,13 +633,13 @@ def trials_table(jobs: "pd.DataFrame | str | os.PathLike") -> pd.DataFrame:
                               "pass the work_dir given to ps.optimize")
     table = trial_rows(api.load(exp.work_dir))
     records = exp.load_records() if len(table) else {}
-    last, problems = {}, {}
+    last: dict[str, dict[str, Any]] = {}
     for name in table["job_name"].tolist():
-        rows, problem = job_rows(exp.work_dir, name, records[name]["params"], records[name]["hash"],
+        rows, _ = job_rows(exp.work_dir, name, records[name]["params"], records[name]["hash"],
                                  stored["pattern"])
         if rows is not None:
-            last[name] = rows.iloc[-1].to_dict()
-    return with_metrics(table, last, problems, stored["objectives"], stored["directions"])
+            last[name] = {k: v[-1] for k, v in rows.items()}
+    return with_metrics(table, last, {}, stored["objectives"], stored["directions"])
 
 
 def best(trials: "pd.DataFrame | str | os.PathLike") -> "pd.Series | pd.DataFrame":
