@@ -550,6 +550,7 @@ class Controller:
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)
+            return False   # after the loop's pause (backing off), not at once
         return True
 
     # -- done, show, results --------------------------------------------------------------
