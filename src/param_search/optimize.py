@@ -44,7 +44,7 @@ from .queues.registry import DEFAULT, make_queue, queue_for
 from .record import new_record
 from .render import Template, render_jobs
 from .search_space import SearchSpace, search_space
-from .states import COMPLETED, FINAL_STATES, NEW, PRUNED, RUNNING
+from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
 from .table import JOB_COLUMNS, work_dir_of
 from .watch import refreshed
 
@@ -347,6 +347,7 @@ class Controller:
         self.rebuilt = False
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
         self.wait, self.sent = wait, True
+        self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -371,9 +372,10 @@ class Controller:
         if self.stepper is None:
             table = trial_rows(refreshed(self.exp))
         else:   # start what was sent, wait for one end (none: at once, after sending)
-            self.stepper(0.0 if self.sent else self.wait, claim=self.sent)
+            self.stepper(0.0 if self.sent else self.wait, self.waiting)
             self.sent = False
             table = trial_rows(api.status(self.exp.work_dir))
+            self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
@@ -546,6 +548,8 @@ class Controller:
                     records[job.job_name] = new_record(job)
                 chosen = [records[j.job_name] for j in jobs] + [records[n] for n in unsent]
                 send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs})
+                if self.stepper is not None:   # ours to run: claimed in this same write
+                    self.stepper.take(chosen)
             self.sent = True
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",

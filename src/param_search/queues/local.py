@@ -495,14 +495,17 @@ class LocalStepper:
         self.lock: int | None = None
         self.waiting: list["Record"] = []   # claimed, not yet handed to a worker (last: next)
         self.mine: set[str] = set()         # jobs this stepper runs or watches
+        self.claimed = False                # whether it looked for jobs to run yet
 
-    def __call__(self, wait: float, claim: bool) -> bool:
-        """Claim new jobs (``claim``), start what there is room for, wait up to ``wait``
+    def __call__(self, wait: float, pending: "list[str] | None" = None) -> bool:
+        """Claim the jobs that wait for a runner (when ``pending`` names one this stepper does
+        not run yet, or on the first call), start what there is room for, wait up to ``wait``
         seconds for a job to end; return whether one did."""
         runner = self.runner
         if self.lock is None:
             self.lock = runner._hold()
-        if claim:
+        if not self.claimed or pending is None or any(n not in self.mine for n in pending):
+            self.claimed = True
             todo, running = runner.claim(None)
             for record in running:
                 if record["job_name"] not in self.mine:
@@ -518,6 +521,18 @@ class LocalStepper:
         runner.dirty += ended
         runner._flush()
         return bool(ended)
+
+    def take(self, records: list["Record"]) -> None:
+        """Claim records just handed to this queue, in the caller's own write of the index
+        (saves a claim's read and write of it)."""
+        if self.lock is None:
+            self.lock = self.runner._hold()
+        for record in records:
+            if record["state"] == PENDING and not is_held(record) and record["job_name"] not in self.mine:
+                record["owner"] = self.runner.me
+                apply(record, Waiting("waiting for a free worker"))
+                self.waiting.insert(0, record)
+                self.mine.add(record["job_name"])
 
     def close(self) -> None:
         """Stop starting jobs: those not started go back to the queue; running ones go on."""
