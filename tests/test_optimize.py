@@ -294,3 +294,15 @@ def test_live_slurm_search_through_arrays_killed_and_resumed(tmp_path, slurm, co
             proc.kill()
         if (work_dir / ".param_search").exists():
             ps.cancel(work_dir)   # our own jobs only, if anything is left
+
+
+def test_an_optuna_storage_holds_each_trial_once_across_reruns(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    for n in (3, 5):
+        trials = run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=n, storage=storage)
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert sorted(t.user_attrs["job_name"] for t in study.trials) == sorted(trials.job_name)
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
