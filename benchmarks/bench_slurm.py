@@ -19,7 +19,7 @@ import param_search as ps
 from param_search.dispatch import apply_policy, store_policy
 from param_search.experiment import Experiment
 from param_search.queues.slurm import SlurmQueue
-from param_search.watch import View, _refreshed
+from param_search.watch import View, refreshed
 
 from common import interleaved, report, scratch_dir, seconds
 
@@ -138,7 +138,7 @@ def bench_supervisor(jobs, shims: str, log: str, rounds: int) -> None:
     view = View(io.StringIO(), tty=True)
 
     def tick() -> None:
-        table = _refreshed(exp)
+        table = refreshed(exp)
         apply_policy(exp, table)
         view.show(table)
 

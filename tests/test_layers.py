@@ -15,7 +15,7 @@ LAYERS = [
     ["errors"],
     ["states", "files", "identity", "proc", "resources"],
     ["record", "space", "render", "retry"],
-    ["lifecycle"],
+    ["lifecycle", "search_space"],
     ["index_file", "attempts"],
     ["experiment"],
     ["queues.base"],
@@ -25,14 +25,15 @@ LAYERS = [
     ["refresh", "table", "dispatch", "loop"],
     ["metrics", "plot", "api"],
     ["watch", "textview"],
-    ["cli", "_runner", "__init__", "queues.__init__"],
+    ["optimize"],
+    ["cli", "_runner", "_controller", "__init__", "queues.__init__"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 #: Modules that know nothing of particular schedulers.
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
-           "metrics", "plot", "api", "cli"]
+           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")
 

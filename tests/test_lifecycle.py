@@ -2,7 +2,7 @@
 import pytest
 
 from param_search.lifecycle import (
-    Accepted, Cancelled, Exited, Handed, Recovered, Refused, Requeued, Started, Unsent, Vanished,
+    Accepted, Cancelled, Exited, Handed, Pruned, Recovered, Refused, Requeued, Started, Unsent, Vanished,
     Verdict, apply,
 )
 from param_search.record import new_record
@@ -87,3 +87,14 @@ def test_unlisted_keeps_its_first_time_while_the_job_is_seen_running():
     assert unlisted_since(rec) == 1_800_000_000.0
     apply(rec, Verdict("RUNNING"))              # listed again
     assert unlisted_since(rec) is None
+
+
+def test_a_pruned_trial_stays_pruned_whatever_the_scheduler_or_its_exit_line_say():
+    rec = record(state="RUNNING", attempt=1)
+    assert apply(rec, Pruned(5.0, "pruned at step 3 (loss 0.9)"))
+    assert (rec["state"], rec["ended"]) == ("PRUNED", 5.0)
+    assert not apply(rec, Cancelled(6.0))                     # the queue then cancels its job
+    assert not apply(rec, Exited(143, 6.0, "TERM"))           # the killed job's exit line
+    assert not apply(rec, Verdict("CANCELLED", exit_code=0))  # the scheduler's word on it
+    assert rec["state"] == "PRUNED"
+    assert not apply(record(state="COMPLETED", attempt=1), Pruned(5.0, "late"))   # ended: too late

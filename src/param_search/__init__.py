@@ -13,6 +13,7 @@ from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, 
                      ParamSearchError, ParamSpaceError, QueueError, RefusedError, SubmitLimitError,
                      TemplateError)
 from .metrics import metrics
+from .optimize import best, optimize, plot_history
 from .plot import plot
 from .queues.base import Queue
 from .queues.local import LocalQueue
@@ -37,5 +38,6 @@ __all__ = [
     "ParamSpace", "Params", "submit", "status", "load", "wait", "resubmit", "cancel", "metrics",
     "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "SGEQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
-    "OptionError", "ColumnError", "RefusedError", "SubmitLimitError", "Retry",
+    "OptionError", "ColumnError", "RefusedError", "SubmitLimitError", "Retry", "optimize", "best",
+    "plot_history",
 ]

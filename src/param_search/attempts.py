@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .lifecycle import Exited, Started, apply
-from .states import CANCELLED, COMPLETED, FINAL_STATES, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, TIMEOUT
+from .states import CANCELLED, COMPLETED, FINAL_STATES, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, PRUNED, TIMEOUT
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -118,6 +118,7 @@ _SCHEDULER = re.compile(r"^.*(DUE TO TIME LIMIT|oom[-_ ]kill|Out Of Memory|out o
 _ERRORISH = re.compile(r"^.*\b(error|fatal|failed|exception|not found|no such file|denied|segmentation fault)\b.*$", re.M | re.I)
 
 _STATE_TEXT = {
+    PRUNED: "pruned (stopped early by the search)",
     TIMEOUT: "time limit reached (TIMEOUT)",
     OUT_OF_MEMORY: "out of memory (OUT_OF_MEMORY)",
     CANCELLED: "cancelled",

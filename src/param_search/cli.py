@@ -109,6 +109,9 @@ def _status(args) -> int:
         _export(jobs, args.format, sys.stdout)
         return 0
     print(textview.counts_line(jobs))
+    search = _search_line(args.work_dir)
+    if search:
+        print(search)
     shown = jobs if args.all else jobs[jobs["job_state"] != "COMPLETED"]
     if len(shown):
         print(textview.jobs_text(shown, colour=textview.colour_wanted(sys.stdout)))
@@ -196,6 +199,27 @@ def _experiments(folder: str, depth: int = 4):
         return
     for entry in sorted(entries, key=lambda e: e.name):
         yield from _experiments(entry.path, depth - 1)
+
+
+def _search_line(work_dir: str) -> str | None:
+    """Progress of the experiment's ps.optimize search and its best trial so far, if it has one."""
+    from .errors import MetricsError
+    from .experiment import Experiment
+    from .optimize import best as best_of, settings, trials_table
+
+    stored = settings(Experiment.open(work_dir))
+    if stored is None:
+        return None
+    trials = trials_table(work_dir)
+    line = f"search: {len(trials)} of {stored['n_trials']} trials"
+    try:
+        best = best_of(trials)
+    except MetricsError:
+        return line + ", none with a value yet"
+    if len(stored["objectives"]) > 1:
+        return line + f", {len(best)} on the Pareto front of {', '.join(stored['objectives'])}"
+    objective = stored["objectives"][0]
+    return line + f", best {objective} {best[objective]:.6g} (trial {int(best['trial'])}, {best['job_name']})"
 
 
 def _wait(args) -> int:

@@ -38,6 +38,7 @@ from .identity import json_default, params_hash
 from .record import Record, new_record, script_digest
 from .render import STATE_DIR_NAME, RenderedJob
 from .lifecycle import Recovered, apply
+from .states import PRUNED
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -272,9 +273,15 @@ class Experiment:
             self.save_records(records)
 
     def update(self, changed: list[Record]) -> dict[str, Record]:
-        """Write ``changed`` records into the index under the lock; return the new index."""
+        """Write ``changed`` records into the index under the lock; return the new index.
+
+        A trial that an adaptive search pruned meanwhile stays PRUNED: the copy of a runner
+        that watched its job end (killed, so CANCELLED) is older news."""
         with self.transaction() as records:
             for record in changed:
+                held = records.get(record["job_name"])
+                if held and held["state"] == PRUNED and held["attempt"] == record["attempt"]:
+                    continue
                 records[record["job_name"]] = record
         return records
 

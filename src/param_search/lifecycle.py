@@ -8,6 +8,10 @@ scheduler without a trace); the rules that turn those facts into states live her
                     |  Refused: back as before                  ^ Requeued         ^
                     |  Unsent: back to NEW (the queue never got it)                |
     any active state --Verdict (the scheduler's word) / Cancelled / Vanished -------+
+    any active state --Pruned (an adaptive search stopped the trial) --> PRUNED
+
+PRUNED is param_search's own decision, so no later word of the scheduler (it reports the
+job it was told to cancel as CANCELLED) or exit line of the killed job replaces it.
 
 A job held back (``Held``: over ``max_queued`` or the scheduler's submit limit) is PENDING
 in the experiment only, with a reason starting ``held back:``; no queue is asked about it
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .record import ATTEMPT_FIELDS
 from .states import (
-    ACTIVE_STATES, CANCELLED, COMPLETED, FAILED, FINAL_STATES, NEW, PENDING, RUNNING,
+    ACTIVE_STATES, CANCELLED, COMPLETED, FAILED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING,
     SCHEDULER_VERDICTS, SUBMITTING, UNKNOWN,
 )
 
@@ -125,6 +129,14 @@ class Cancelled:
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """An adaptive search's pruner stopped the trial (its job is then cancelled); ``reason``
+    says at which step and value."""
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Vanished:
     """The attempt ended without any record of how: ``state`` (final) and why."""
     state: str
@@ -158,7 +170,7 @@ class Requeued:
 
 
 Event = (Handed | Held | Noted | Refused | Unsent | Accepted | Waiting | Started | Exited | Verdict | Cancelled
-         | Vanished | Recovered | Unlisted | Requeued)
+         | Pruned | Vanished | Recovered | Unlisted | Requeued)
 
 
 def apply(record: "Record", event: Event) -> bool:
@@ -213,6 +225,10 @@ def apply(record: "Record", event: Event) -> bool:
             return False
         record.update(state=CANCELLED, ended=record["ended"] or event.at, reason=None,
                       signal=event.signal or record["signal"])
+    elif isinstance(event, Pruned):
+        if not active:
+            return False
+        record.update(state=PRUNED, ended=record["ended"] or event.at, reason=event.reason)
     elif isinstance(event, Vanished):
         if not active or event.state not in FINAL_STATES:
             return False
@@ -272,6 +288,8 @@ def _start(record: "Record", event: Started) -> bool:
 def _verdict(record: "Record", event: Verdict) -> bool:
     """The scheduler's word. The job's own exit code (from its status file) wins, except for
     the verdicts only the scheduler can give (TIMEOUT, CANCELLED, OUT_OF_MEMORY, ...)."""
+    if record["state"] == PRUNED:
+        return False   # our own decision: the scheduler only saw a cancelled job
     final = record["state"] in FINAL_STATES
     has_exit = record["exit_code"] is not None and final
     if event.state == UNKNOWN or record["state"] == NEW or (has_exit and event.state not in SCHEDULER_VERDICTS):

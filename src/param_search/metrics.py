@@ -182,3 +182,28 @@ def _parse_column(values: list) -> pd.Series:
 def _warn(problems: list[str], n_jobs: int) -> None:
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
     warnings.warn(f"metrics not read for {len(problems)} of {n_jobs} jobs: {shown}", stacklevel=3)
+
+
+def job_rows(work_dir: str, job_name: str, params: dict, job_hash: str, pattern: str = DEFAULT_PATTERN,
+             sep: str | None = None) -> "tuple[dict[str, list] | None, str | None]":
+    """One job's metrics rows read as :func:`metrics` reads them (a running job's rows so far),
+    column by column (numbers as floats, NaN for empty cells, other text kept), or None and
+    what is wrong (no file yet, no data rows, a bad header). No DataFrame: an adaptive search
+    reads one job at a time."""
+    reader, problems = _Reader(sep), []
+    for path in _path_maker(work_dir, pattern, {job_name: job_hash})(job_name, params, problems):
+        reader.read(path, job_name, params, problems)
+    if not reader.n_rows:
+        return None, problems[0] if problems else f"{job_name} (no metrics file)"
+    for column in reader.columns.values():
+        column.extend([None] * (reader.n_rows - len(column)))
+    return {name: [_cell(v) for v in values] for name, values in reader.columns.items()}, None
+
+
+def _cell(text: str | None) -> "float | str":
+    if text is None:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return text

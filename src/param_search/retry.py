@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
 from .resources import megabytes, scaled, seconds
-from .states import COMPLETED, FAILED, FINAL_STATES
+from .states import COMPLETED, FAILED, FINAL_STATES, PRUNED
 
 if TYPE_CHECKING:
     from .record import Record
@@ -24,7 +24,7 @@ ACTIONS = {"time": "a factor > 0 for the time limit, e.g. 2.0",
            "exclude_node": "True to keep the next attempt off the node this one ran on",
            "exit_codes": "a list of exit codes worth retrying (others are not retried)"}
 #: States a rule may name.
-RETRYABLE = sorted(FINAL_STATES - {COMPLETED})
+RETRYABLE = sorted(FINAL_STATES - {COMPLETED, PRUNED})   # a pruned trial was stopped on purpose
 #: Without ``on=``: the failures nobody's job causes.
 DEFAULT_ON: dict[str, dict | None] = {"NODE_FAIL": {}, "PREEMPTED": {}}
 

@@ -9,7 +9,8 @@ class JobState(str, enum.Enum):
 
     ``NEW`` jobs are set up on disk but were never handed to a queue;
     ``SUBMITTING`` jobs were handed to a queue whose acceptance is not yet
-    recorded (a controller died in between); the rest mirror Slurm's names.
+    recorded (a controller died in between); ``PRUNED`` trials were stopped early by an
+    adaptive search's pruner (``ps.optimize``); the rest mirror Slurm's names.
     """
 
     NEW = "NEW"
@@ -23,6 +24,7 @@ class JobState(str, enum.Enum):
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NODE_FAIL = "NODE_FAIL"
     PREEMPTED = "PREEMPTED"
+    PRUNED = "PRUNED"
     UNKNOWN = "UNKNOWN"
 
     def __str__(self) -> str:
@@ -43,9 +45,10 @@ class JobState(str, enum.Enum):
 NEW, SUBMITTING, PENDING, RUNNING = "NEW", "SUBMITTING", "PENDING", "RUNNING"
 COMPLETED, FAILED, CANCELLED, TIMEOUT = "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"
 OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, UNKNOWN = "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "UNKNOWN"
+PRUNED = "PRUNED"
 
 FINAL_STATES = frozenset(
-    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
+    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "PRUNED"}
 )
 ACTIVE_STATES = frozenset({"SUBMITTING", "PENDING", "RUNNING", "UNKNOWN"})
 #: States the scheduler knows better than a job's own exit code.

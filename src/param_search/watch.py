@@ -40,7 +40,7 @@ def watch(work_dir: str, *, poll_interval: float = 5.0, max_interval: float = 60
     with supervising(exp):
         signal.signal(signal.SIGTERM, _stop)
         try:
-            return loop.run(lambda: _refreshed(exp), [lambda table: apply_policy(exp, table)],
+            return loop.run(lambda: refreshed(exp), [lambda table: apply_policy(exp, table)],
                             show=view.show, poll_interval=poll_interval, max_interval=max_interval)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -50,7 +50,7 @@ def _stop(signum, frame) -> None:
     raise KeyboardInterrupt   # unwinds like Ctrl-C: the lock and pid file go, the jobs stay
 
 
-def _refreshed(exp: Experiment) -> pd.DataFrame:
+def refreshed(exp: Experiment) -> pd.DataFrame:
     """The whole experiment refreshed; jobs that need a process of this machine to run get a
     detached one (so that stopping the supervisor stops none of them)."""
     table = api.status(exp.work_dir)

@@ -96,6 +96,13 @@ class Queue(ABC):
             raise OptionError(f"the {self.name} queue has no time limits, memory or nodes to change")
         return settings
 
+    def stepper(self, exp: "Experiment") -> Any:
+        """For a queue whose jobs run in the calling process: an object that a caller's own loop
+        calls as ``stepper(wait, claim)`` to move them on (claim the jobs sent since, start
+        them, wait up to ``wait`` s for one to end) and ``stepper.close()`` at the end. None
+        (the default): the scheduler runs the jobs."""
+        return None
+
     def run_detached(self, exp: "Experiment") -> bool:
         """Like :meth:`drive`, but in a process of its own that outlives the caller (a
         scheduler's jobs need none: return False)."""

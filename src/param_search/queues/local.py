@@ -128,6 +128,10 @@ class LocalQueue(Queue):
         LocalRunner(exp, workers or self.workers, progress).run(None if names is None else set(names), deadline)
         return True
 
+    def stepper(self, exp: "Experiment") -> "LocalStepper":
+        """Runs the jobs in the caller's own loop (see :class:`LocalStepper`)."""
+        return LocalStepper(exp, self.workers)
+
     def run_detached(self, exp: "Experiment") -> bool:
         """Start a background runner if some local job has none."""
         if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not is_held(r)
@@ -365,10 +369,10 @@ class LocalRunner:
             except ProcessLookupError:
                 pass
 
-    def _wait_some(self) -> list["Record"]:
-        """Block until at least one job ends (or a second passes); return the ended ones."""
+    def _wait_some(self, timeout: float = 1.0) -> list["Record"]:
+        """Block until at least one job ends (or ``timeout`` seconds pass); return the ended ones."""
         busy = {w.fd: w for w in self._busy()}
-        ready, _, _ = select.select([*busy, *self.orphans], [], [], 1.0)
+        ready, _, _ = select.select([*busy, *self.orphans], [], [], timeout)
         done = []
         for fd in ready:
             if fd in busy:
@@ -474,6 +478,72 @@ class LocalRunner:
             if record["state"] in (PENDING, RUNNING):
                 self._settle(record, verdict=CANCELLED)
                 self.dirty.append(record)
+
+
+class LocalStepper:
+    """A runner driven step by step by a caller's loop (an adaptive search sends jobs while
+    others run): each call claims the jobs sent since, keeps ``workers`` of them running and
+    returns once one ends. Jobs outlive the caller as they outlive any runner; a later runner
+    watches those still running and takes those not started."""
+
+    def __init__(self, exp: "Experiment", workers: int):
+        self.runner = LocalRunner(exp, workers, progress=False)
+        self.lock: int | None = None
+        self.waiting: list["Record"] = []   # claimed, not yet handed to a worker (last: next)
+        self.mine: set[str] = set()         # jobs this stepper runs or watches
+        self.claimed = False                # whether it looked for jobs to run yet
+
+    def __call__(self, wait: float, pending: "list[str] | None" = None) -> bool:
+        """Claim the jobs that wait for a runner (when ``pending`` names one this stepper does
+        not run yet, or on the first call), start what there is room for, wait up to ``wait``
+        seconds for a job to end; return whether one did."""
+        runner = self.runner
+        if self.lock is None:
+            self.lock = runner._hold()
+        if not self.claimed or pending is None or any(n not in self.mine for n in pending):
+            self.claimed = True
+            todo, running = runner.claim(None)
+            for record in running:
+                if record["job_name"] not in self.mine:
+                    runner._watch_orphan(record)
+            self.waiting = [r for r in reversed(todo) if r["job_name"] not in self.mine] + self.waiting
+            self.mine.update(r["job_name"] for r in [*todo, *running])
+        runner._dispatch(self.waiting)
+        ended = runner._wait_some(wait) if runner._busy() or runner.orphans else []
+        if not ended and wait and not (runner._busy() or runner.orphans):
+            time.sleep(wait)
+        self.waiting += reversed(runner.returned)
+        runner.returned = []
+        runner.dirty += ended
+        runner._flush()
+        return bool(ended)
+
+    def take(self, records: list["Record"]) -> None:
+        """Claim records just handed to this queue, in the caller's own write of the index
+        (saves a claim's read and write of it)."""
+        if self.lock is None:
+            self.lock = self.runner._hold()
+        for record in records:
+            if record["state"] == PENDING and not is_held(record) and record["job_name"] not in self.mine:
+                record["owner"] = self.runner.me
+                apply(record, Waiting("waiting for a free worker"))
+                self.waiting.insert(0, record)
+                self.mine.add(record["job_name"])
+
+    def close(self) -> None:
+        """Stop starting jobs: those not started go back to the queue; running ones go on."""
+        if self.lock is None:
+            return
+        self.runner._give_back(self.waiting)
+        for worker in self.runner.pool:
+            worker.close()
+        for fd in self.runner.orphans:
+            os.close(fd)
+        self.runner._flush()
+        os.close(self.lock)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_runner_file(self.runner.exp, self.runner.me))
+        self.lock = None
 
 
 def _started_pid(exp: "Experiment", record: "Record") -> int | None:

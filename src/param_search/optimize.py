@@ -1,0 +1,698 @@
+"""Adaptive search over cluster jobs: ``ps.optimize`` asks Optuna for trials, sends each as an
+ordinary job of the experiment, and tells Optuna what each job's metrics file says.
+
+It is the one loop (:mod:`param_search.loop`) with its own steps: tell the trials whose
+jobs ended, prune running ones (their metrics rows so far are intermediate values), ask for
+new trials up to ``max_running`` and send them. No barrier between batches: a trial that
+ends is told and replaced at the next refresh.
+
+Nothing lives only in this process. Each trial is a job whose ``params.json`` holds its
+values and its number (the ``trial`` parameter, so two trials never share a job); the
+search's settings are in ``.param_search/optimize.json``. Running the same call again
+rebuilds the study from the files: ended trials are told again, queued and running ones
+are adopted, and the total never exceeds ``n_trials``.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import inspect
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import api, loop
+from .attempts import finalize
+from .dispatch import apply_policy, send
+from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
+from .experiment import Experiment
+from .files import atomic_write
+from .lifecycle import Pruned, apply
+from .metrics import DEFAULT_PATTERN, job_rows
+from .queues.base import Queue
+from .queues.registry import DEFAULT, make_queue, queue_for
+from .record import new_record
+from .render import Template, render_jobs
+from .search_space import SearchSpace, search_space
+from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
+from .table import JOB_COLUMNS, work_dir_of
+from .watch import refreshed
+
+if TYPE_CHECKING:
+    import optuna
+
+#: The parameter numbering the trials (in every trial job's params, usable in templates).
+TRIAL = "trial"
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
+PRUNERS = ("median", "hyperband")
+DIRECTIONS = ("minimize", "maximize")
+#: Completed trials read before an objective that none of them wrote is called an error.
+FIRST_TRIALS = 3
+_SETTINGS = "optimize.json"
+
+
+@dataclass
+class Search:
+    """What one ``ps.optimize`` call asks for, checked (nothing written yet)."""
+
+    template: str
+    name: str
+    space: SearchSpace
+    objectives: list[str]
+    directions: list[str]
+    n_trials: int
+    max_running: int
+    pattern: str
+    sampler: Any
+    pruner: Any
+    storage: Any = None
+
+
+def optimize(template: str, name: str, space: Mapping[str, Any], objective: "str | Sequence[str]",
+             direction: "str | Sequence[str]" = "minimize", n_trials: int = 100, max_running: int = 4,
+             sampler: Any = "tpe", seed: int | None = None, pruner: Any = None, pattern: str | None = None,
+             use: "str | Queue" = DEFAULT, work_dir: "str | os.PathLike" = ".", *, detach: bool = False,
+             storage: Any = None, timeout: float | None = None, poll_interval: float = 1.0,
+             max_interval: float = 30.0, progress: bool = True, **queue_options: Any) -> pd.DataFrame:
+    """Search ``space`` adaptively: up to ``max_running`` trials run as jobs at any time, each
+    ended one is told to the sampler and replaced, until ``n_trials`` jobs in total ended.
+
+    Returns the trials' jobs table plus one column per metric of each job's last metrics row
+    (see :func:`best`). Resumable: the same call on the same ``work_dir`` continues the search.
+
+    Args:
+        template, name: the job script and job name formats (as in ``ps.submit``); the name
+            must use ``{hash}`` or ``{trial}`` (the trial number, also a template field).
+        space: a ParamSpace: lists are choices, ranges integers, scipy distributions
+            continuous ranges over their support (loguniform: log scale), single values fixed.
+        objective: the metrics column to optimize (several: a Pareto front), read from the
+            last row of each job's metrics file (``pattern``, as in ``ps.metrics``).
+        direction: ``'minimize'`` or ``'maximize'`` (one per objective).
+        sampler: ``'tpe'`` (pending trials handled by a constant liar), ``'random'``, ``'gp'``,
+            ``'cmaes'``, ``'nsga2'`` or an ``optuna.samplers.BaseSampler``; ``seed`` seeds it.
+        pruner: None, ``'median'``, ``'hyperband'`` or an ``optuna.pruners.BasePruner``: running
+            trials whose metrics rows (a ``step`` column, else the row number) fall behind are
+            cancelled and end PRUNED.
+        use, work_dir, **queue_options: where the jobs go, as in ``ps.submit``.
+        detach: run this controller in a background process of its own (its log is
+            ``.param_search/optimize.log``) and return the table as it is now.
+        storage: an Optuna storage (e.g. ``'sqlite:///search.db'``) for optuna-dashboard;
+            not needed to resume.
+        timeout: give up waiting after this many seconds (TimeoutError; rerun to continue).
+    """
+    search = check(template, name, space, objective, direction, n_trials, max_running, sampler, seed,
+                   pruner, pattern, storage)
+    queue = _queue(use, max_running, queue_options)
+    render_jobs(template, name, [probe(search.space)], os.fspath(work_dir))   # template errors, first
+    exp = Experiment.create(work_dir)
+    _save_settings(exp, search)
+    if detach:
+        return _detach(exp, search, queue, poll_interval, max_interval)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with controlling(exp), _quiet_optuna():
+        controller = Controller(exp, search, queue, progress, poll_interval)
+        try:
+            table = loop.run(controller.refresh, controller.steps(), done=controller.done,
+                             show=controller.show, deadline=deadline, timeout_words=f" after {timeout} s",
+                             **controller.intervals(poll_interval, max_interval))
+        finally:
+            controller.close()
+    return controller.results(table)
+
+
+# -- checking the call ------------------------------------------------------------------
+def check(template: str, name: str, space: Mapping[str, Any], objective: Any, direction: Any, n_trials: Any,
+          max_running: Any, sampler: Any, seed: Any, pruner: Any, pattern: str | None, storage: Any) -> Search:
+    """Every argument checked, before anything is written or submitted."""
+    if _missing("optuna"):
+        raise OptionError("ps.optimize needs Optuna: pip install 'param_search[search]' (or optuna)")
+    objectives, directions = _objectives(objective, direction)
+    for what, value in (("n_trials", n_trials), ("max_running", max_running)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"{what} must be an int >= 1, not {value!r}")
+    searched = search_space(space)
+    if TRIAL in searched.order:
+        raise ParamSpaceError(f"parameter {TRIAL!r} is reserved for the trial number in ps.optimize; "
+                              "rename it")
+    shadowed = [o for o in objectives if o in searched.order]
+    if shadowed:
+        raise OptionError(f"objective {shadowed[0]!r} is also a parameter of the space; name the metric "
+                          "otherwise in the metrics file")
+    roots = {f.split(".")[0].split("[")[0] for f in Template.parse(name, "name").fields}
+    if not roots & {"hash", TRIAL}:
+        raise TemplateError(f"the job name {name!r} must contain {{hash}} or {{{TRIAL}}}: two trials may "
+                            "propose the same values, and each needs a job of its own; e.g. 'trial_{hash}'")
+    return Search(template, name, searched, objectives, directions, n_trials, max_running,
+                  pattern or DEFAULT_PATTERN, make_sampler(sampler, seed, len(objectives)),
+                  make_pruner(pruner, len(objectives)), storage)
+
+
+def _objectives(objective: Any, direction: Any) -> tuple[list[str], list[str]]:
+    objectives = [objective] if isinstance(objective, str) else list(objective or [])
+    directions = [direction] * len(objectives) if isinstance(direction, str) else list(direction or [])
+    if not objectives or not all(isinstance(o, str) and o for o in objectives):
+        raise OptionError(f"objective must be a metrics column name (or a list of them), not {objective!r}")
+    clash = [o for o in objectives if o in JOB_COLUMNS or o == TRIAL]
+    if clash:
+        raise OptionError(f"objective {clash[0]!r} is also a column of the jobs table; name the metric "
+                          "otherwise in the metrics file (e.g. 'val_' + name)")
+    if len(set(objectives)) < len(objectives):
+        raise OptionError(f"objective names a column twice: {objectives}")
+    if len(directions) != len(objectives) or any(d not in DIRECTIONS for d in directions):
+        raise OptionError(f"direction must be 'minimize' or 'maximize', one per objective ({len(objectives)}), "
+                          f"not {direction!r}")
+    return objectives, directions
+
+
+def make_sampler(sampler: Any, seed: int | None, n_objectives: int) -> "optuna.samplers.BaseSampler":
+    """An Optuna sampler from its short name (or the instance given)."""
+    import optuna
+
+    if isinstance(sampler, optuna.samplers.BaseSampler):
+        return sampler
+    needs = {"gp": "torch", "cmaes": "cmaes"}
+    if sampler not in SAMPLERS:
+        raise OptionError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} or an "
+                          f"optuna.samplers.BaseSampler, not {sampler!r}")
+    if sampler in needs and _missing(needs[sampler]):
+        raise OptionError(f"sampler={sampler!r} needs the {needs[sampler]!r} package: pip install "
+                          f"{needs[sampler]} (or pick 'tpe')")
+    if sampler == "cmaes" and n_objectives > 1:
+        raise OptionError("sampler='cmaes' optimizes one objective only; use 'nsga2' or 'tpe' for several")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sampler == "tpe":   # pending trials get a constant liar's value: parallel asks spread out
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        return {"random": optuna.samplers.RandomSampler, "gp": optuna.samplers.GPSampler,
+                "cmaes": optuna.samplers.CmaEsSampler, "nsga2": optuna.samplers.NSGAIISampler}[sampler](seed=seed)
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def make_pruner(pruner: Any, n_objectives: int) -> "optuna.pruners.BasePruner | None":
+    import optuna
+
+    if pruner is None:
+        return None
+    if n_objectives > 1:
+        raise OptionError("pruning needs a single objective (Optuna cannot prune multi-objective trials); "
+                          "pass pruner=None")
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        return pruner
+    if pruner == "median":
+        return optuna.pruners.MedianPruner()
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    raise OptionError(f"pruner must be None, {', '.join(map(repr, PRUNERS))} or an "
+                      f"optuna.pruners.BasePruner, not {pruner!r}")
+
+
+def probe(space: SearchSpace) -> dict[str, Any]:
+    """One point of the space (each range's low end), to render the template before anything runs."""
+    values = {}
+    for key, dist in space.distributions.items():
+        values[key] = dist.choices[0] if hasattr(dist, "choices") else dist.low
+    return {TRIAL: 0, **space.params(values)}
+
+
+def _queue(use: "str | Queue", max_running: int, options: dict[str, Any]) -> Queue:
+    """The queue; one that runs jobs in processes of this machine runs ``max_running`` at once."""
+    queue = make_queue(use, **options)
+    if "workers" not in options and "workers" in inspect.signature(type(queue).__init__).parameters \
+            and not isinstance(use, Queue):
+        queue = make_queue(use, **options, workers=max_running)
+    return queue
+
+
+# -- one controller per experiment ---------------------------------------------------------
+@contextlib.contextmanager
+def controlling(exp: Experiment):
+    """Be the experiment's one search controller for a while (two would both ask for trials)."""
+    fd = os.open(os.path.join(exp.state_dir, "optimize.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ExperimentError(f"a ps.optimize controller already runs on {exp.work_dir} (see "
+                              f"{exp.state_dir}/optimize.pid); wait for it, or stop it and call again") from None
+    atomic_write(os.path.join(exp.state_dir, "optimize.pid"), f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Optuna logs a line per trial; the progress bar says it better."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _save_settings(exp: Experiment, search: Search) -> None:
+    """What ``ps.best``, ``ps.status`` and ``param-search status`` need to read the trials."""
+    atomic_write(os.path.join(exp.state_dir, _SETTINGS), json.dumps(
+        {"objectives": search.objectives, "directions": search.directions, "n_trials": search.n_trials,
+         "max_running": search.max_running, "pattern": search.pattern}, indent=1))
+
+
+def settings(exp: Experiment) -> dict[str, Any] | None:
+    """The stored settings of the experiment's search (None: it has none)."""
+    try:
+        with open(os.path.join(exp.state_dir, _SETTINGS)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def _detach(exp: Experiment, search: Search, queue: Queue, poll_interval: float, max_interval: float) -> pd.DataFrame:
+    """Run the controller in a process of its own (the call is pickled for it)."""
+    path = os.path.join(exp.state_dir, "optimize-call.pkl")
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump({"search": search, "queue": (queue.name, queue.settings), "poll_interval": poll_interval,
+                     "max_interval": max_interval}, f)
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(exp.state_dir, "optimize.log"), "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "param_search._controller", exp.work_dir],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    print(f"param_search: search controller running in the background (pid {proc.pid}); its log: "
+          f"{exp.state_dir}/optimize.log; progress: param-search status {exp.work_dir}", file=sys.stderr)
+    return trials_table(exp.work_dir)
+
+
+def run_detached(work_dir: str) -> pd.DataFrame:
+    """The detached controller's body (see ``param_search._controller``)."""
+    exp = Experiment.open(work_dir)
+    with open(os.path.join(exp.state_dir, "optimize-call.pkl"), "rb") as f:
+        call = pickle.load(f)
+    queue = make_queue(call["queue"][0], **call["queue"][1])
+    with controlling(exp), _quiet_optuna():
+        controller = Controller(exp, call["search"], queue, False, call["poll_interval"])
+        try:
+            table = loop.run(controller.refresh, controller.steps(), done=controller.done,
+                             **controller.intervals(call["poll_interval"], call["max_interval"]))
+        finally:
+            controller.close()
+    return controller.results(table)
+
+
+# -- the controller: the loop's steps ----------------------------------------------------------
+@dataclass
+class Outcome:
+    """How an ended trial is told: its values, or why it has none; its last metrics row."""
+
+    values: list[float] | None
+    state: str                       # an optuna TrialState name: COMPLETE, FAIL or PRUNED
+    problem: str | None = None
+    last: dict[str, Any] = field(default_factory=dict)
+    intermediate: dict[int, float] = field(default_factory=dict)
+
+
+class Controller:
+    """The study and the experiment's trial jobs, kept in step by the loop's steps."""
+
+    def __init__(self, exp: Experiment, search: Search, queue: Queue, progress: bool = True,
+                 wait: float = 1.0):
+        import optuna
+
+        self.exp, self.search, self.queue = exp, search, queue
+        self.study = optuna.create_study(
+            storage=search.storage, sampler=search.sampler, pruner=search.pruner,
+            directions=[d for d in search.directions], study_name=f"param_search-{exp.token}",
+            load_if_exists=True)
+        self.pending: dict[str, "optuna.Trial"] = {}   # job name -> its trial, not told yet
+        self.outcomes: dict[str, Outcome] = {}
+        self.reported: dict[str, int] = {}             # job name -> last step reported
+        self.bar = _bar(search.n_trials, progress)
+        self.rebuilt = False
+        self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
+        self.wait, self.sent = wait, True
+        self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
+
+    def steps(self) -> list:
+        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
+
+    def intervals(self, poll_interval: float, max_interval: float) -> dict[str, float]:
+        """The loop's sleeps: none where this process runs the jobs (it waits for one to end
+        instead, see :meth:`refresh`)."""
+        if self.stepper is not None:
+            return {"poll_interval": 0.0, "max_interval": 0.0}
+        return {"poll_interval": poll_interval, "max_interval": max_interval}
+
+    def close(self) -> None:
+        if self.stepper is not None:
+            self.stepper.close()
+        if self.bar is not None:
+            self.bar.close()
+
+    # -- refresh ------------------------------------------------------------------------
+    def refresh(self) -> pd.DataFrame:
+        """The trial jobs, refreshed (one status call per queue); the first time, the study
+        is rebuilt from them."""
+        if self.stepper is None:
+            table = trial_rows(refreshed(self.exp))
+        else:   # start what was sent, wait for one end (none: at once, after sending)
+            self.stepper(0.0 if self.sent else self.wait, self.waiting)
+            self.sent = False
+            table = trial_rows(api.status(self.exp.work_dir))
+            self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
+        if not self.rebuilt:
+            self._rebuild(table)
+            self.rebuilt = True
+        return table
+
+    def _rebuild(self, table: pd.DataFrame) -> None:
+        """Tell the study every ended trial, adopt the others (a fresh study: all of them)."""
+        import optuna
+
+        known = {t.user_attrs.get("job_name"): t for t in self.study.get_trials(deepcopy=False)}
+        records = self.exp.load_records()
+        for row in table.sort_values(TRIAL).itertuples():
+            record = records[row.job_name]
+            ours = self.search.space.trial_params(record["params"])
+            if row.job_name in known:
+                frozen = known[row.job_name]
+                if frozen.state.is_finished():
+                    self.outcomes[row.job_name] = self._outcome(record, row.job_state, row.error)
+                else:
+                    self.pending[row.job_name] = optuna.Trial(self.study, frozen._trial_id)
+                continue
+            if row.job_state in FINAL_STATES:
+                outcome = self._outcome(record, row.job_state, row.error)
+                self.outcomes[row.job_name] = outcome
+                self.study.add_trial(optuna.trial.create_trial(
+                    state=optuna.trial.TrialState[outcome.state],
+                    values=outcome.values if outcome.state == "COMPLETE" else None,
+                    params=ours, distributions=self.search.space.distributions,
+                    user_attrs={"job_name": row.job_name}, intermediate_values=outcome.intermediate))
+            else:
+                self.study.enqueue_trial(ours, user_attrs={"job_name": row.job_name})
+                self.pending[row.job_name] = self.study.ask(self.search.space.distributions)
+        self._check_objective()
+
+    # -- tell ---------------------------------------------------------------------------
+    def tell(self, table: pd.DataFrame) -> bool:
+        """Tell the study the trials whose jobs ended (changes nothing on disk)."""
+        import optuna
+
+        ended = table[table["job_state"].isin(FINAL_STATES).to_numpy()
+                      & table["job_name"].isin(list(self.pending)).to_numpy()]
+        if not len(ended):
+            return False
+        records = self.exp.load_records()
+        for row in ended.itertuples():
+            trial = self.pending.pop(row.job_name)
+            outcome = self._outcome(records[row.job_name], row.job_state, row.error)
+            self.outcomes[row.job_name] = outcome
+            self._report(row.job_name, trial, outcome.intermediate)
+            self.study.tell(trial, outcome.values if outcome.state == "COMPLETE" else None,
+                            state=optuna.trial.TrialState[outcome.state])
+        self._check_objective()
+        return False
+
+    def _outcome(self, record: dict, state: str, error: Any) -> Outcome:
+        rows, problem = self._rows(record)
+        last = {} if rows is None else {k: v[-1] for k, v in rows.items()}
+        intermediate = self._intermediate(rows)
+        if state == PRUNED:
+            return Outcome(None, "PRUNED", None, last, intermediate)
+        if state != COMPLETED:
+            return Outcome(None, "FAIL", f"the job ended {state}: {error or 'no error line'}", last, intermediate)
+        if rows is None:
+            return Outcome(None, "FAIL", f"no metrics: {problem}", last, intermediate)
+        missing = [o for o in self.search.objectives if o not in last]
+        if missing:
+            return Outcome(None, "FAIL", f"its metrics have no column {missing[0]!r} (columns: "
+                           f"{', '.join(map(str, last))})", last, intermediate)
+        values = [last[o] for o in self.search.objectives]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return Outcome(None, "FAIL", f"no number in its last metrics row for {self.search.objectives} "
+                           f"({values})", last, intermediate)
+        return Outcome([float(v) for v in values], "COMPLETE", None, last, intermediate)
+
+    def _rows(self, record: dict) -> "tuple[dict[str, list] | None, str | None]":
+        return job_rows(self.exp.work_dir, record["job_name"], record["params"], record["hash"],
+                        self.search.pattern)
+
+    def _intermediate(self, rows: "dict[str, list] | None") -> dict[int, float]:
+        """Step -> objective value of each metrics row (``step`` column, else the row number),
+        for the pruner (none without one)."""
+        objective = self.search.objectives[0]
+        if self.search.pruner is None or rows is None or objective not in rows:
+            return {}
+        values = rows[objective]
+        steps = rows.get("step", range(len(values)))
+        return {int(s): float(v) for s, v in zip(steps, values)
+                if isinstance(v, float) and isinstance(s, (int, float)) and math.isfinite(v) and math.isfinite(s)}
+
+    def _check_objective(self) -> None:
+        """An objective no completed trial wrote is a mistake in the call: say so early."""
+        done = [o for o in self.outcomes.values() if o.problem is None or not o.problem.startswith("the job")]
+        completed = [o for o in done if o.state in ("COMPLETE", "FAIL")]
+        if len(completed) < min(FIRST_TRIALS, self.search.n_trials) or any(o.values for o in completed):
+            return
+        found = sorted({str(c) for o in completed for c in o.last})
+        where = (f"the columns it found: {', '.join(found)}" if found
+                 else f"no metrics file matched {self.search.pattern!r} ({completed[0].problem})")
+        raise MetricsError(
+            f"none of the first {len(completed)} completed trials wrote the objective "
+            f"{self.search.objectives} in its metrics ({where}); fix objective= (or pattern=, or the "
+            f"template) and call ps.optimize again: it continues this search (queued and running jobs go on)")
+
+    # -- prune --------------------------------------------------------------------------
+    def prune(self, table: pd.DataFrame) -> bool:
+        """Report the running trials' new metrics rows; cancel those the pruner stops."""
+        if self.search.pruner is None:
+            return False
+        running = table.loc[(table["job_state"] == RUNNING).to_numpy(), "job_name"].tolist()
+        running = [n for n in running if n in self.pending]
+        records = self.exp.load_records() if running else {}
+        stop = {}
+        for job_name in running:
+            trial = self.pending[job_name]
+            rows, _ = self._rows(records[job_name])
+            step = self._report(job_name, trial, self._intermediate(rows))
+            if step is not None and trial.should_prune():
+                stop[job_name] = f"pruned at step {step} ({self.search.objectives[0]} " \
+                                 f"{self._intermediate(rows)[step]:.6g})"
+        if stop:
+            self._cancel(stop)
+        return bool(stop)
+
+    def _report(self, job_name: str, trial: "optuna.Trial", values: dict[int, float]) -> int | None:
+        """Report the steps not reported yet; the last step reported (None: none new)."""
+        if self.search.pruner is None:
+            return None
+        last = self.reported.get(job_name, -1)
+        new = sorted(s for s in values if s > last)
+        for step in new:
+            trial.report(values[step], step)
+        if new:
+            self.reported[job_name] = new[-1]
+        return new[-1] if new else None
+
+    def _cancel(self, stop: dict[str, str]) -> None:
+        """PRUNED first (our decision), then each job cancelled on its queue."""
+        now = time.time()
+        with self.exp.transaction() as records:
+            pruned = [records[n] for n in stop if apply(records[n], Pruned(now, stop[n]))]
+            by_queue: dict[str | None, list] = {}
+            for record in pruned:
+                by_queue.setdefault(record["queue"], []).append(record)
+            for name, group in by_queue.items():
+                queue_for(self.exp, name, max(r["batch"] for r in group if r["batch"])).cancel(self.exp, group)
+            for record in pruned:
+                finalize(self.exp, record)
+
+    # -- ask ----------------------------------------------------------------------------
+    def ask(self, table: pd.DataFrame) -> bool:
+        """Send new trials up to ``max_running`` (and trials set up but never sent), never more
+        than ``n_trials`` in all."""
+        states = table["job_state"]
+        unsent = table.loc[(states == NEW).to_numpy(), "job_name"].tolist()
+        active = int((~states.isin(FINAL_STATES)).sum())
+        n_new = min(self.search.max_running - active, self.search.n_trials - len(table))
+        if n_new <= 0 and not unsent:
+            return False
+        first = int(table[TRIAL].max()) + 1 if len(table) else 0
+        trials = [self.study.ask(self.search.space.distributions) for _ in range(max(n_new, 0))]
+        params = [{TRIAL: first + i, **self.search.space.params(t.params)} for i, t in enumerate(trials)]
+        jobs = render_jobs(self.search.template, self.search.name, params, self.exp.work_dir)
+        for job, trial in zip(jobs, trials):
+            trial.set_user_attr("job_name", job.job_name)
+            self.pending[job.job_name] = trial
+        try:
+            with self.exp.transaction() as records:
+                for job in jobs:
+                    self.exp.setup_job(job)
+                    records[job.job_name] = new_record(job)
+                chosen = [records[j.job_name] for j in jobs] + [records[n] for n in unsent]
+                send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs})
+                if self.stepper is not None:   # ours to run: claimed in this same write
+                    self.stepper.take(chosen)
+            self.sent = True
+        except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
+            print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
+                  file=sys.stderr)
+            return False   # after the loop's pause (backing off), not at once
+        return True
+
+    # -- done, show, results --------------------------------------------------------------
+    def done(self, table: pd.DataFrame) -> bool:
+        return (len(table) >= self.search.n_trials or not self.search.n_trials) \
+            and bool(table["job_state"].isin(FINAL_STATES).all()) and not self.pending
+
+    def show(self, table: pd.DataFrame) -> None:
+        if self.bar is None:
+            return
+        ended = int(table["job_state"].isin(FINAL_STATES).sum())
+        self.bar.update(ended - self.bar.n)
+        postfix = {"running": int((table["job_state"] == RUNNING).sum()),
+                   "failed": sum(o.state == "FAIL" for o in self.outcomes.values()),
+                   "pruned": sum(o.state == "PRUNED" for o in self.outcomes.values())}
+        best = [o.values[0] for o in self.outcomes.values() if o.values]
+        if best and len(self.search.objectives) == 1:
+            pick = min if self.search.directions[0] == "minimize" else max
+            postfix[f"best {self.search.objectives[0]}"] = f"{pick(best):.4g}"
+        self.bar.set_postfix(postfix)
+
+    def results(self, table: pd.DataFrame) -> pd.DataFrame:
+        problems = {n: o.problem for n, o in self.outcomes.items() if o.problem}
+        rows = {n: o.last for n, o in self.outcomes.items()}
+        return with_metrics(table, rows, problems, self.search.objectives, self.search.directions)
+
+
+def _bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="trials", unit="trial")
+
+
+# -- reading the trials back ------------------------------------------------------------
+def trial_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the experiment's jobs table that are trials of its search, by trial number."""
+    if TRIAL not in table:
+        empty = table.iloc[:0].assign(**{TRIAL: pd.Series(dtype="int64")})
+        empty.attrs = dict(table.attrs)
+        return empty
+    rows = table[table[TRIAL].notna().to_numpy()]
+    return rows.sort_values(TRIAL, kind="stable").reset_index(drop=True) if len(rows) else rows
+
+
+def with_metrics(table: pd.DataFrame, last_rows: dict[str, dict[str, Any]], problems: dict[str, str],
+                 objectives: list[str], directions: list[str]) -> pd.DataFrame:
+    """The trials' table plus one column per metric of their last rows; a trial that completed
+    without a value gets its reason as its ``error``."""
+    table = table.copy()
+    names = table["job_name"].tolist()
+    columns: dict[str, None] = dict.fromkeys(objectives)
+    for row in last_rows.values():
+        columns.update(dict.fromkeys(map(str, row)))
+    for column in columns:
+        key = column if column not in table else f"{column}_metric"
+        table[key] = _column([last_rows.get(n, {}).get(column) for n in names], table.index)
+    if problems and "error" in table:
+        error = table["error"].astype(object)
+        for i, name in enumerate(names):
+            if name in problems and table["job_state"].iat[i] == COMPLETED:
+                error.iat[i] = problems[name]
+        table["error"] = error
+    table.attrs.update(objectives=list(objectives), directions=list(directions))
+    return table
+
+
+def _column(values: list, index: pd.Index) -> pd.Series:
+    raw = pd.Series(values, index=index, dtype=object)
+    numbers = pd.to_numeric(raw, errors="coerce")
+    return numbers.astype("float64") if numbers.notna().any() or raw.isna().all() else raw
+
+
+def trials_table(jobs: "pd.DataFrame | str | os.PathLike") -> pd.DataFrame:
+    """The search's trials as last recorded (no scheduler call), with their metrics read."""
+    exp = Experiment.open(jobs if not isinstance(jobs, pd.DataFrame) else work_dir_of(jobs))
+    stored = settings(exp)
+    if stored is None:
+        raise ExperimentError(f"{exp.work_dir!r} holds no ps.optimize search (no {_SETTINGS}); "
+                              "pass the work_dir given to ps.optimize")
+    table = trial_rows(api.load(exp.work_dir))
+    records = exp.load_records() if len(table) else {}
+    last: dict[str, dict[str, Any]] = {}
+    for name in table["job_name"].tolist():
+        rows, _ = job_rows(exp.work_dir, name, records[name]["params"], records[name]["hash"],
+                                 stored["pattern"])
+        if rows is not None:
+            last[name] = {k: v[-1] for k, v in rows.items()}
+    return with_metrics(table, last, {}, stored["objectives"], stored["directions"])
+
+
+def best(trials: "pd.DataFrame | str | os.PathLike") -> "pd.Series | pd.DataFrame":
+    """The best trial's row (params, metrics, job_name); with several objectives, the Pareto
+    front's rows (trials no other trial beats on every objective).
+
+    ``trials``: what ``ps.optimize`` returned, or its work_dir.
+    """
+    if not isinstance(trials, pd.DataFrame) or "objectives" not in trials.attrs:
+        trials = trials_table(trials)
+    objectives, directions = trials.attrs["objectives"], trials.attrs["directions"]
+    missing = [o for o in objectives if o not in trials]
+    ok = trials[(trials["job_state"] == COMPLETED).to_numpy()] if not missing else trials.iloc[:0]
+    if not missing:
+        ok = ok.dropna(subset=objectives)
+    if not len(ok):
+        raise MetricsError(f"no trial has completed with a value of {objectives} yet; "
+                           "look at the trials' error column for why")
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    values = ok[objectives].to_numpy(dtype=float) * signs
+    if len(objectives) == 1:
+        return ok.iloc[int(values[:, 0].argmin())]
+    dominated = [bool(((values <= v).all(axis=1) & (values < v).any(axis=1)).any()) for v in values]
+    return ok[[not d for d in dominated]]
+
+
+def plot_history(trials: "pd.DataFrame | str | os.PathLike", path: "str | os.PathLike | None" = None):
+    """Each trial's value and the best so far against the trial number (one panel per
+    objective); saved to ``path`` if given. Returns the matplotlib Figure."""
+    from matplotlib import pyplot as plt
+
+    if not isinstance(trials, pd.DataFrame) or "objectives" not in trials.attrs:
+        trials = trials_table(trials)
+    objectives, directions = trials.attrs["objectives"], trials.attrs["directions"]
+    fig, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.5), squeeze=False,
+                             constrained_layout=True)
+    for ax, objective, direction in zip(axes[0], objectives, directions):
+        ok = trials[(trials["job_state"] == COMPLETED).to_numpy()] if objective in trials else trials.iloc[:0]
+        ok = ok.dropna(subset=[objective]).sort_values(TRIAL) if len(ok) else ok
+        if not len(ok):
+            raise MetricsError(f"no trial has a value of {objective!r} yet: nothing to plot")
+        values = ok[objective].astype(float)
+        so_far = values.cummin() if direction == "minimize" else values.cummax()
+        ax.scatter(ok[TRIAL], values, s=10, alpha=0.5, label="trial")
+        ax.step(ok[TRIAL], so_far, where="post", color="C1", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(objective)
+        ax.legend()
+    if path is not None:
+        fig.savefig(path)
+    return fig

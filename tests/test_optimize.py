@@ -1,0 +1,308 @@
+"""Adaptive search (ps.optimize) on the local queue: asks, tells, prunes, resumes, refuses."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.stats as st
+
+import param_search as ps
+from param_search.optimize import trials_table
+from param_search.search_space import search_space
+
+pytest.importorskip("optuna")
+
+#: The shifted sphere sum((x_i - 0.3 i)^2) written as one metrics row.
+SPHERE = """echo loss > {job_name}.metrics
+echo "({x0}-0)^2+({x1}-0.3)^2+({x2}-0.6)^2+({x3}-0.9)^2+({x4}-1.2)^2+({x5}-1.5)^2" | bc -l >> {job_name}.metrics
+"""
+SPHERE_SPACE = ps.ParamSpace(**{f"x{i}": st.uniform(-5, 10) for i in range(6)})
+QUADRATIC = """echo "loss other" > {job_name}.metrics
+echo "$(echo "({x}-0.25)^2" | bc -l) 1" >> {job_name}.metrics
+"""
+FAST = dict(poll_interval=0.05, progress=False)
+
+
+def run(template, space, work_dir, **options):
+    options = {"objective": "loss", "n_trials": 8, "max_running": 3, "seed": 0, **FAST, **options}
+    return ps.optimize(template, "trial_{hash}", space, work_dir=work_dir, **options)
+
+
+# -- the space -------------------------------------------------------------------------------
+def test_the_same_space_serves_adaptive_search():
+    space = ps.ParamSpace(lr=st.loguniform(1e-5, 1e-1), depth=range(2, 9, 2), act=["relu", "gelu"],
+                          wd=st.uniform(0, 0.1), n=st.randint(1, 5), pair=[(1, 2), (3, 4)], fixed="x")
+    searched = search_space(space)
+    d = searched.distributions
+    assert (d["lr"].low, d["lr"].high, d["lr"].log) == (1e-5, 1e-1, True)
+    assert (d["depth"].low, d["depth"].high, d["depth"].step) == (2, 8, 2)
+    assert d["act"].choices == ("relu", "gelu")
+    assert (d["wd"].low, d["wd"].high, d["wd"].log) == (0.0, 0.1, False)
+    assert (d["n"].low, d["n"].high) == (1, 4)
+    assert searched.fixed == {"fixed": "x"}
+    params = searched.params({"lr": 0.01, "depth": 4, "act": "gelu", "wd": 0.0, "n": 2, "pair": 1})
+    assert params["pair"] == (3, 4) and params["fixed"] == "x" and list(params) == list(space.keys())
+    assert searched.trial_params(params)["pair"] == 1
+
+
+@pytest.mark.parametrize("space, words", [
+    (ps.ParamSpace(x=st.norm(0, 1)), "without a finite range"),
+    (ps.ParamSpace(x=1, y="a"), "nothing to search"),
+    (ps.ParamSpace(x=[1, 2]) + ps.ParamSpace(x=[3]), "one plain ParamSpace"),
+    (ps.ParamSpace(trial=[1, 2]), "reserved for the trial number"),
+])
+def test_a_space_adaptive_search_cannot_use_is_refused_before_anything_is_written(tmp_path, space, words):
+    with pytest.raises(ps.ParamSpaceError, match=words):
+        run("true", space, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("options, error, words", [
+    (dict(name="trial_{x}"), ps.TemplateError, "must contain {hash} or {trial}"),
+    (dict(sampler="annealing"), ps.OptionError, "sampler must be one of"),
+    (dict(direction="down"), ps.OptionError, "direction must be"),
+    (dict(objective=["loss", "other"], pruner="median"), ps.OptionError, "single objective"),
+    (dict(objective="runtime"), ps.OptionError, "also a column of the jobs table"),
+    (dict(n_trials=0), ps.OptionError, "n_trials must be an int >= 1"),
+    (dict(max_running=2.5), ps.OptionError, "max_running"),
+    (dict(pruner="sometimes"), ps.OptionError, "pruner must be"),
+    (dict(template="echo {y}"), ps.TemplateError, "neither a parameter"),
+])
+def test_bad_calls_are_refused_before_anything_is_written(tmp_path, options, error, words):
+    options = {"template": QUADRATIC, "name": "trial_{hash}", **options}
+    with pytest.raises(error, match=words):
+        ps.optimize(space=ps.ParamSpace(x=st.uniform(0, 1)), objective=options.pop("objective", "loss"),
+                    work_dir=tmp_path / "w", **options)
+    assert not (tmp_path / "w").exists()
+
+
+# -- the search ------------------------------------------------------------------------------
+def test_a_search_sends_n_trials_jobs_reads_their_objective_and_names_the_best(tmp_path):
+    trials = run(QUADRATIC, ps.ParamSpace(x=st.uniform(-1, 2), tag="a"), tmp_path / "w", n_trials=10)
+    assert len(trials) == 10 and set(trials.job_state) == {"COMPLETED"}
+    assert sorted(trials.trial) == list(range(10)) and set(trials.tag) == {"a"}
+    assert np.allclose(trials.loss, (trials.x - 0.25) ** 2, atol=1e-9)
+    assert "other" in trials
+    best = ps.best(trials)
+    assert best.loss == trials.loss.min() and best.job_name in set(trials.job_name)
+    assert ps.best(tmp_path / "w").job_name == best.job_name   # from the files alone
+    params = json.loads((tmp_path / "w" / best.job_name / "params.json").read_text())["params"]
+    assert params["x"] == best.x and params["trial"] == best.trial
+    assert (tmp_path / "w" / best.job_name / "job.1.status").exists()   # each ran once
+
+
+def test_never_more_than_max_running_at_once(tmp_path):
+    template = """date +%s.%N > start; sleep 0.3; date +%s.%N > end
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
+"""
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=9, max_running=3)
+    spans = [(float((tmp_path / "w" / n / "start").read_text()), float((tmp_path / "w" / n / "end").read_text()))
+             for n in trials.job_name]
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap <= 3 and overlap >= 2   # in parallel, within the limit
+
+
+def test_failed_and_valueless_trials_are_told_failed_with_their_error(tmp_path):
+    template = """if [ {choice} = crash ]; then echo "boom: bad choice" >&2; exit 3; fi
+echo "loss other" > {job_name}.metrics
+if [ {choice} = empty ]; then echo "nan 1" >> {job_name}.metrics; else echo "{x} 1" >> {job_name}.metrics; fi
+"""
+    space = ps.ParamSpace(x=st.uniform(0, 1), choice=["ok", "crash", "empty"])
+    trials = run(template, space, tmp_path / "w", n_trials=12, sampler="random")
+    crashed, empty = trials[trials.choice == "crash"], trials[trials.choice == "empty"]
+    assert len(crashed) and len(empty)
+    assert set(crashed.job_state) == {"FAILED"} and crashed.error.str.contains("boom").all()
+    assert empty.error.str.contains("no number").all() and empty.loss.isna().all()
+    assert ps.best(trials).choice == "ok"
+
+
+def test_an_objective_no_trial_writes_is_an_error_naming_the_columns_found(tmp_path):
+    with pytest.raises(ps.MetricsError, match=r"columns it found: loss, other"):
+        run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", objective="acc", n_trials=6)
+
+
+def test_several_objectives_give_a_pareto_front(tmp_path):
+    template = """echo "loss cost" > {job_name}.metrics
+echo "$(echo "({x}-1)^2" | bc -l) $(echo "{x}^2" | bc -l)" >> {job_name}.metrics
+"""
+    trials = run(template, ps.ParamSpace(x=st.uniform(-1, 3)), tmp_path / "w", objective=["loss", "cost"],
+                 direction=["minimize", "minimize"], n_trials=10, sampler="nsga2")
+    front = ps.best(trials)
+    assert 1 <= len(front) <= len(trials)
+    assert ((front.x >= 0) & (front.x <= 1)).all()   # the trade-off between 0 and 1
+    others = trials.drop(front.index)
+    for row in others.itertuples():   # every other trial is beaten on both by one on the front
+        assert ((front.loss <= row.loss) & (front.cost <= row.cost)).any() or not (0 <= row.x <= 1)
+
+
+def test_fewer_trials_than_already_ended_sends_nothing_and_returns_the_results(tmp_path):
+    run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=5)
+    again = run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=3)
+    assert len(again) == 5 and not again.loss.isna().any()
+    assert all((tmp_path / "w" / n / "job.1.status").exists() and not (tmp_path / "w" / n / "job.2.status").exists()
+               for n in again.job_name)
+    more = run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=7)
+    assert len(more) == 7 and sorted(more.trial) == list(range(7))
+
+
+def test_pruned_trials_are_cancelled_early_and_keep_their_partial_metrics(tmp_path):
+    # loss falls with each epoch from a level set by x; bad x should be stopped early
+    template = """echo "step loss" > {job_name}.metrics
+for e in 0 1 2 3 4 5 6 7; do
+  echo "$e $(echo "{x} + 1/($e+1)" | bc -l)" >> {job_name}.metrics
+  sleep 0.25
+done
+"""
+    import optuna
+
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=14, max_running=3,
+                 pruner=pruner, sampler="random")
+    pruned = trials[trials.job_state == "PRUNED"]
+    assert len(pruned) >= 1, trials[["x", "job_state", "loss"]]
+    for row in pruned.itertuples():
+        lines = (tmp_path / "w" / row.job_name / f"{row.job_name}.metrics").read_text().splitlines()
+        assert 2 <= len(lines) < 9                      # stopped before its last epoch
+        assert not np.isnan(row.loss) and row.error.startswith("pruned at step")
+    assert ps.JobState.PRUNED in set(trials.job_state)
+    assert set(trials.job_state) <= {"COMPLETED", "PRUNED"}
+    assert ps.best(trials).job_state == "COMPLETED"
+
+
+KILLED_CONTROLLER = """
+import sys, scipy.stats as st, param_search as ps
+template = '''echo ran >> ran.txt
+sleep 0.2
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
+'''
+ps.optimize(template, 'trial_{hash}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=16,
+            max_running=4, seed=1, work_dir=sys.argv[1], poll_interval=0.05, progress=False)
+"""
+
+
+@pytest.mark.parametrize("delay", [1.0, 2.5])
+def test_a_controller_killed_mid_search_is_resumed_by_the_same_call(tmp_path, delay):
+    work_dir = tmp_path / "w"
+    argv = [sys.executable, "-c", KILLED_CONTROLLER, str(work_dir)]
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(ps.load(work_dir)) if (work_dir / ".param_search" / "index.arrow").exists() else 0
+    subprocess.run(argv, check=True, stderr=subprocess.DEVNULL, timeout=300)
+    trials = trials_table(work_dir)
+    assert len(trials) == 16 and set(trials.job_state) == {"COMPLETED"}, (before, trials.job_state.value_counts())
+    assert sorted(trials.trial) == list(range(16))
+    for name in trials.job_name:
+        assert (work_dir / name / "ran.txt").read_text() == "ran\n"   # each trial ran once
+    assert not trials.loss.isna().any()
+
+
+def test_a_second_controller_on_the_same_search_is_refused(tmp_path):
+    from param_search.experiment import Experiment
+    from param_search.optimize import controlling
+
+    exp = Experiment.create(tmp_path / "w")
+    with controlling(exp):
+        with pytest.raises(ps.ExperimentError, match="already runs"):
+            with controlling(exp):
+                pass
+
+
+def test_detach_runs_the_search_in_the_background_and_plot_history_saves_a_figure(tmp_path):
+    work_dir = tmp_path / "w"
+    first = run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=6, detach=True)
+    assert len(first) <= 6
+
+    def finished():
+        try:
+            table = trials_table(work_dir)
+        except ps.ExperimentError:
+            return False
+        return len(table) == 6 and set(table.job_state) == {"COMPLETED"} and not table.loss.isna().any()
+
+    from conftest import until
+
+    until(finished, timeout=120)
+    ps.plot_history(work_dir, tmp_path / "history.png")
+    assert (tmp_path / "history.png").stat().st_size > 1000
+    out = subprocess.run([sys.executable, "-m", "param_search.cli", "status", str(work_dir)], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "best loss" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_tpe_beats_random_search_on_the_shifted_sphere(tmp_path):
+    """60 trials, 4 at a time: TPE's best is far below random search's, seed for seed."""
+    best = {"tpe": [], "random": []}
+    for seed in range(3):
+        for sampler in best:
+            trials = ps.optimize(SPHERE, "trial_{hash}", SPHERE_SPACE, objective="loss", n_trials=60,
+                                 max_running=4, sampler=sampler, seed=seed, work_dir=tmp_path / f"{sampler}{seed}",
+                                 **FAST)
+            assert len(trials) == 60 and set(trials.job_state) == {"COMPLETED"}
+            best[sampler].append(ps.best(trials).loss)
+    print("best of 60 trials per seed:", best)
+    assert np.median(best["tpe"]) * 3 < np.median(best["random"]), best
+
+
+SLURM_CONTROLLER = """
+import sys, scipy.stats as st, param_search as ps
+template = '''echo ran >> ran.txt
+sleep 2
+echo "step loss" > {job_name}.metrics; echo "0 $(echo "({x}-0.5)^2" | bc -l)" >> {job_name}.metrics
+'''
+ps.optimize(template, 'trial_{hash}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=24,
+            max_running=6, seed=0, use='slurm', work_dir=sys.argv[1], poll_interval=0.5, max_interval=2,
+            progress=False, time='0:05:00')
+"""
+
+
+@pytest.mark.slurm
+def test_live_slurm_search_through_arrays_killed_and_resumed(tmp_path, slurm, command_log):
+    """24 trials, 6 at a time, on the live Slurm cluster; the controller is killed -9 once
+    mid-search and the same call resumes it: 24 jobs in all, each ran once."""
+    work_dir = tmp_path / "w"
+    argv = [sys.executable, "-c", SLURM_CONTROLLER, str(work_dir)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL, env=env)
+    try:
+        from conftest import until
+
+        until(lambda: (work_dir / ".param_search" / "index.arrow").exists()
+              and (ps.load(work_dir).job_state == "COMPLETED").sum() >= 6, timeout=300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_at = len(ps.load(work_dir))
+        assert 6 <= killed_at < 24
+        subprocess.run(argv, check=True, stderr=subprocess.DEVNULL, timeout=900, env=env)
+        trials = trials_table(work_dir)
+        assert len(trials) == 24 and set(trials.job_state) == {"COMPLETED"}, trials.job_state.value_counts()
+        assert sorted(trials.trial) == list(range(24)) and not trials.loss.isna().any()
+        for name in trials.job_name:
+            assert (work_dir / name / "ran.txt").read_text() == "ran\n"   # each trial ran once
+        arrays = [c for c in command_log("sbatch") if re.search(r"--array=0-[1-9]", c)]
+        assert arrays, command_log("sbatch")   # trials sent together went out as one array
+        assert ps.best(trials).loss < 0.05
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if (work_dir / ".param_search").exists():
+            ps.cancel(work_dir)   # our own jobs only, if anything is left
+
+
+def test_an_optuna_storage_holds_each_trial_once_across_reruns(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    for n in (3, 5):
+        trials = run(QUADRATIC, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=n, storage=storage)
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert sorted(t.user_attrs["job_name"] for t in study.trials) == sorted(trials.job_name)
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
