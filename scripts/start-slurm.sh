@@ -2,6 +2,22 @@
 # Start (or check) a single-node Slurm 22.05 cluster with accounting on localhost,
 # for param_search's live Slurm tests. Debian/Ubuntu, root, no systemd needed.
 #
+# What it sets up (one node, `localhost`, with all its CPUs):
+#   partitions  debug (default) and short (MaxTime=10): OverSubscribe=FORCE:8 (8 jobs per
+#               core), PriorityTier=10 so that nothing preempts them; preemptible:
+#               PriorityTier=1, PreemptMode=REQUEUE, OverSubscribe=NO; urgent: PriorityTier=10.
+#               PreemptType=preempt/partition_prio, PreemptMode=REQUEUE cluster-wide: a job of
+#               urgent (or debug, short) that needs a preemptible job's CPUs requeues it.
+#               (Slurm 22.05: PreemptMode=OFF on a partition also turns off its FORCE
+#               oversubscription, one job per core; hence the tier, not OFF, keeps debug as it
+#               was. A node running debug jobs cannot take a preemptible job, nor the reverse.)
+#   requeue     AuthInfo=cred_expire=10: a requeued job may start again after about 11 s
+#               (Slurm's default, 120 s, would make the live requeue tests take minutes)
+#   accounting  slurmdbd on a private MariaDB; AccountingStorageEnforce=limits,qos (so a job
+#               needs an association: root's, account root, is ensured); QOS `limited` with
+#               MaxSubmitJobsPerUser=10 (an 11th queued job is refused with
+#               QOSMaxSubmitJobPerUserLimit), allowed for root beside the default `normal`
+#
 #   scripts/start-slurm.sh          # install if missing, start what is down, wait until ready
 #   PS_SLURM_MAX_ARRAY_SIZE=11 scripts/start-slurm.sh   # change MaxArraySize (restarts slurmctld)
 #   scripts/stop-slurm.sh           # stop the daemons again
@@ -88,8 +104,12 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_min_interval=0,batch_sched_delay=0,sched_interval=2,bf_interval=1,default_queue_depth=1000,sched_max_job_start=0
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+AccountingStorageEnforce=limits,qos
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+AuthInfo=cred_expire=10
 MaxArraySize=$MAX_ARRAY
 MaxJobCount=200000
 MinJobAge=300
@@ -109,8 +129,10 @@ SlurmdLogFile=$BASE/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$ncpus RealMemory=$real_memory State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE OverSubscribe=FORCE:8 State=UP
-PartitionName=short Nodes=localhost Default=NO MaxTime=10 OverSubscribe=FORCE:8 State=UP
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE OverSubscribe=FORCE:8 PriorityTier=10 State=UP
+PartitionName=short Nodes=localhost Default=NO MaxTime=10 OverSubscribe=FORCE:8 PriorityTier=10 State=UP
+PartitionName=preemptible Nodes=localhost Default=NO MaxTime=INFINITE PriorityTier=1 PreemptMode=REQUEUE OverSubscribe=NO State=UP
+PartitionName=urgent Nodes=localhost Default=NO MaxTime=INFINITE PriorityTier=10 State=UP
 EOF
 }
 
@@ -208,6 +230,17 @@ node_ready() {
 
 running_max_array() { scontrol show config 2>/dev/null | awk -F' *= *' '$1 == "MaxArraySize" {print $2}'; }
 
+# Root's association and the QOS `limited` (MaxSubmitJobsPerUser=10): with
+# AccountingStorageEnforce=limits,qos a job without an association is refused, and root may
+# use `limited` beside its default `normal`. Each step checks first, so reruns change nothing.
+QOS_LIMITED=limited
+QOS_MAX_SUBMIT=10
+
+accounting_ready() {
+    [[ $(sacctmgr -n -P show qos "$QOS_LIMITED" format=name,maxsubmitjobsperuser 2>/dev/null) == "$QOS_LIMITED|$QOS_MAX_SUBMIT" ]] &&
+        sacctmgr -n -P show assoc cluster="$CLUSTER" user=root format=qos 2>/dev/null | grep -q "\b$QOS_LIMITED\b"
+}
+
 ready_line() { echo "slurm ready (MaxArraySize=$(running_max_array))"; }
 
 # ---------------------------------------------------------------- fast path
@@ -217,7 +250,7 @@ if [[ -f $SLURM_CONF_FILE ]] && [[ $(cat "$SLURM_CONF_FILE") == "$new_slurm_conf
     [[ -f $DBD_CONF_FILE ]] && [[ $(cat "$DBD_CONF_FILE") == "$(render_dbd_conf)" ]] &&
     pid_alive "$BASE/run/slurmctld.pid" slurmctld && pid_alive "$BASE/run/slurmd.pid" slurmd &&
     pid_alive "$BASE/run/slurmdbd.pid" slurmdbd && node_ready && sacct -n -X -S now >/dev/null 2>&1 &&
-    [[ $(running_max_array) == "$MAX_ARRAY" ]]; then
+    [[ $(running_max_array) == "$MAX_ARRAY" ]] && accounting_ready; then
     ready_line
     exit 0
 fi
@@ -302,6 +335,21 @@ start_slurmdbd() {
     if ! sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr add cluster $CLUSTER failed"
     fi
+}
+
+setup_accounting() {
+    accounting_ready && return 0
+    log "setting up root's association and QOS $QOS_LIMITED (MaxSubmitJobsPerUser=$QOS_MAX_SUBMIT)"
+    if [[ -z $(sacctmgr -n -P show assoc cluster="$CLUSTER" user=root format=user 2>/dev/null) ]]; then
+        sacctmgr -i add user root account=root cluster="$CLUSTER" >/dev/null ||
+            die "sacctmgr add user root failed"
+    fi
+    if [[ -z $(sacctmgr -n -P show qos "$QOS_LIMITED" format=name 2>/dev/null) ]]; then
+        sacctmgr -i add qos "$QOS_LIMITED" >/dev/null || die "sacctmgr add qos $QOS_LIMITED failed"
+    fi
+    sacctmgr -i modify qos "$QOS_LIMITED" set MaxSubmitJobsPerUser="$QOS_MAX_SUBMIT" >/dev/null 2>&1 || true
+    sacctmgr -i modify user root where cluster="$CLUSTER" set qos+="$QOS_LIMITED" defaultqos=normal >/dev/null 2>&1 || true
+    accounting_ready || die "could not set up QOS $QOS_LIMITED for root (sacctmgr show qos, show assoc)"
 }
 
 stop_pidfile() { # stop_pidfile PIDFILE: SIGTERM, wait up to 10 s, then SIGKILL
@@ -391,6 +439,7 @@ write_slurm_conf
 start_munge
 start_mysql
 start_slurmdbd
+setup_accounting
 start_slurm
 wait_node_ready
 wait_for 30 "sacct" sacct -n -X -S now
