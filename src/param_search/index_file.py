@@ -40,6 +40,9 @@ _STR, _INT, _TIME = pa.large_string(), pa.int64(), pa.timestamp("us")
 FIELDS: dict[str, pa.DataType] = {
     name: {"text": _STR, "json": _STR, "int": _INT, "time": _TIME}[kind] for name, kind in RECORD_FIELDS.items()
 }
+#: Fields added since this format version began, with what an index without them means:
+#: such an index is read as it is (no rebuild, which would lose pending jobs' ids).
+ADDED: dict[str, Any] = {"restarts": 0}
 
 
 # -- records <-> Arrow ------------------------------------------------------------------
@@ -186,6 +189,11 @@ def read(path: str) -> pa.Table:
     metadata = table.schema.metadata or {}
     if metadata.get(b"param_search") != FORMAT_VERSION.encode():
         raise ValueError("not a param_search index of this version")
+    for name, value in ADDED.items():
+        if name not in table.column_names:
+            position = list(FIELDS).index(name)
+            table = table.add_column(position, pa.field(name, FIELDS[name]),
+                                     pa.array([value] * table.num_rows, FIELDS[name]))
     missing = set(FIELDS).difference(table.column_names)
     if missing:
         raise ValueError(f"columns {sorted(missing)} are missing")

@@ -11,7 +11,7 @@ from .experiment import Experiment
 from .record import Record
 from .attempts import finalize, observe
 from .lifecycle import Unsent, apply
-from .queues.registry import queue_for
+from .queues.registry import DEFAULT, queue_class, queue_for
 from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
 if TYPE_CHECKING:
@@ -28,9 +28,11 @@ def refresh(exp: Experiment, records: Iterable[Record],
     """
     active = [r for r in records if r["state"] in ACTIVE_STATES]
     before = [_signature(r) for r in active]
-    for record in active:
-        if record["state"] != PENDING:
-            observe(exp, record)
+    for name, group in _by_queue(active):
+        hold = queue_class(name or DEFAULT).requeues   # a signal exit waits for its scheduler's word
+        for record in group:
+            if record["state"] != PENDING:
+                observe(exp, record, hold)
     ask = [r for r in active if r["state"] != COMPLETED]   # a scheduler's verdict may still come
     snapshots = snapshots or {}
     for name, group in _by_queue(ask):
@@ -41,7 +43,7 @@ def refresh(exp: Experiment, records: Iterable[Record],
     return [r for r, sig in zip(active, before) if _signature(r) != sig]
 
 
-_signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended")
+_signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended", "restarts")
 
 
 def _by_queue(records: list[Record]) -> "list[tuple[str | None, list[Record]]]":
