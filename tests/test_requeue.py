@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import datetime
 
+import numpy as np
 import pytest
 
 from param_search import index_file
@@ -238,6 +239,19 @@ def test_the_slurm_poll_keeps_a_preempted_job_one_attempt(tmp_path, monkeypatch)
         refresh(exp, [rec])
         assert (rec["state"], rec["restarts"], rec["exit_code"]) == expected, (line, answer)
     assert rec["attempt"] == 1 and rec["started"] == 30.0
+
+
+def test_the_column_wise_refresh_leaves_a_stopped_run_to_its_status_file(tmp_path):
+    """squeue still says RUNNING (COMPLETING, or a requeued run already going): the files tell."""
+    from param_search import refresh as engine
+
+    running, held = _record(job_id="5_0"), _record(job_id="5_1")
+    apply(held, Exited(143, 12.0, "TERM", held=True))
+    index = index_file.from_records([running, held], str(tmp_path))
+    submit = datetime.now().isoformat(timespec="seconds")
+    snapshot = slurm.parse_squeue_table(f"5_0|RUNNING|None|n1|{submit}\n5_1|COMPLETING|None|n1|{submit}\n")
+    _, confirmed, _ = engine._confirm(index, np.ones(2, dtype=bool), snapshot)
+    assert list(confirmed) == [True, False]
 
 
 def test_a_stopped_job_the_scheduler_no_longer_lists_ends_as_its_exit_line_says(tmp_path, monkeypatch):

@@ -135,8 +135,9 @@ def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
 
     Returns (index, confirmed mask, whether any value changed). Left to ``poll``: a row
     whose scheduler submit time predates its own submission (an older job with a reused
-    id), and a RUNNING row whose start time is not known yet (poll reads it from the job's
-    status file).
+    id), and a RUNNING row whose start time is not known yet or whose run a signal stopped
+    (waiting for the scheduler's word, while a requeued run may have begun): the refresh
+    reads their status files.
     """
     import numpy as np
     import pyarrow as pa
@@ -152,8 +153,9 @@ def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
     submit = pc.take(snapshot.column("submit"), position)
     stale = pc.fill_null(pc.less(submit, pc.subtract(submitted, 120.0)), False)
     unstarted = _mask(pc.and_(pc.equal(state, RUNNING), pc.is_null(index.column("started"))))
+    stopped = _mask(pc.and_(pc.equal(state, RUNNING), pc.is_valid(index.column("ended"))))
     ok = (mine & _mask(pc.is_valid(found)) & _mask(pc.equal(said, state)) & ~_mask(stale)
-          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))) & ~unstarted)
+          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))) & ~unstarted & ~stopped)
     if not ok.any():
         return index, ok, False
     reason = pc.if_else(pc.equal(state, PENDING), pc.take(snapshot.column("reason"), position),
