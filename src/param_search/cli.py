@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from .errors import ParamSearchError
 from .states import RESUBMIT_STATES
 
-SHOWN = ["job_name", "job_state", "exit_code", "attempt", "job_id", "reason", "error"]
+SHOWN = ["job_name", "job_state", "exit_code", "attempt", "restarts", "job_id", "reason", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
