@@ -214,11 +214,13 @@ class _Folder:
         return str(self.path / f"job.{record['attempt']}.{suffix}")
 
 
-def _squeue(monkeypatch, answer):
+def _squeue(monkeypatch, answer, sacct=None):
+    """squeue's answer about job 5_0 (None: not listed); sacct's, if asked (None: unknown)."""
     submit = datetime.now().isoformat(timespec="seconds")
     text = f"5_0|{answer}|{'BeginTime' if answer == 'PENDING' else 'None'}|n1|{submit}\n" if answer else ""
+    accounted = slurm.parse_sacct(f"5_0|5_0|x|{sacct}|0:0|00:00:02|n1|{submit}|{submit}|{submit}\n") if sacct else {}
     monkeypatch.setattr(slurm.SlurmQueue, "status_text", lambda self, ids: text)
-    monkeypatch.setattr(slurm.SlurmQueue, "accounting", lambda self, records: {})
+    monkeypatch.setattr(slurm.SlurmQueue, "accounting", lambda self, records: accounted)
 
 
 def test_the_slurm_poll_keeps_a_preempted_job_one_attempt(tmp_path, monkeypatch):
@@ -226,7 +228,7 @@ def test_the_slurm_poll_keeps_a_preempted_job_one_attempt(tmp_path, monkeypatch)
     status = tmp_path / "job.1.status"
     steps = [   # (status file lines added, squeue's state) -> (state, restarts, exit code)
         ("exit 143 12.0 TERM", "COMPLETING", ("RUNNING", 0, 143)),   # stopped: Slurm decides
-        ("", "PENDING", ("PENDING", 1, None)),                        # requeued
+        ("", "PENDING", ("PENDING", 1, None)),                        # requeued (sacct: PREEMPTED)
         ("", "RUNNING", ("RUNNING", 1, None)),                        # restarted, no line yet
         ("restart 1 30.0 8 9 n1", "RUNNING", ("RUNNING", 1, None)),
         ("exit 0 40.0", "COMPLETED", ("COMPLETED", 1, 0)),
@@ -235,7 +237,7 @@ def test_the_slurm_poll_keeps_a_preempted_job_one_attempt(tmp_path, monkeypatch)
     for line, answer, expected in steps:
         with open(status, "a") as f:
             f.write(line + "\n" if line else "")
-        _squeue(monkeypatch, answer)
+        _squeue(monkeypatch, answer, sacct="PREEMPTED" if answer in ("COMPLETING", "PENDING") else None)
         refresh(exp, [rec])
         assert (rec["state"], rec["restarts"], rec["exit_code"]) == expected, (line, answer)
     assert rec["attempt"] == 1 and rec["started"] == 30.0
@@ -263,6 +265,12 @@ def test_a_stopped_job_the_scheduler_no_longer_lists_ends_as_its_exit_line_says(
     _squeue(monkeypatch, None)   # gone, and accounting does not know it
     refresh(exp, [rec])
     assert (rec["state"], rec["exit_code"]) == ("CANCELLED", 143)
+    rec = _record()   # preempted where preemption cancels: gone from squeue, PREEMPTED in sacct
+    _squeue(monkeypatch, "COMPLETING")
+    refresh(exp, [rec])
+    _squeue(monkeypatch, None, sacct="PREEMPTED")
+    refresh(exp, [rec])
+    assert (rec["state"], rec["exit_code"], rec["restarts"]) == ("PREEMPTED", 143, 0)
 
 
 def test_without_requeues_a_signal_exit_is_final_at_once(tmp_path):
