@@ -67,7 +67,8 @@ def test_status_is_an_aligned_table_with_failures_grouped_by_error(in_tmp, capsy
     lines = out.splitlines()
     assert lines[0] == "6 jobs: 3 FAILED, 3 COMPLETED"
     header = lines[1]
-    assert header.split() == ["NAME", "STATE", "EXIT", "ATT", "JOBID", "NODE", "TIME", "REASON/ERROR"]
+    assert header.split() == ["NAME", "STATE", "EXIT", "ATT", "RESTARTS", "JOBID", "NODE", "TIME",
+                             "REASON/ERROR"]
     rows = lines[2:5]
     assert all(r.index("FAILED") == header.index("STATE") for r in rows)   # aligned under its header
     assert all(r.endswith("ZeroDivisionError: division by zero") for r in rows)
@@ -97,7 +98,7 @@ def test_state_colours_on_a_terminal():
     from param_search import textview
 
     table = pd.DataFrame({"job_name": ["a", "b"], "job_state": ["COMPLETED", "TIMEOUT"], "exit_code": [0, None],
-                          "attempt": [1, 1], "job_id": ["1", "2"], "node": ["n", "n"], "runtime": [1.0, 2.0],
+                          "attempt": [1, 1], "restarts": [0, 0], "job_id": ["1", "2"], "node": ["n", "n"], "runtime": [1.0, 2.0],
                           "error": ["", "time limit reached (TIMEOUT)"], "reason": [None, None]})
     text = textview.jobs_text(table, colour=True, width=200)
     assert "\x1b[32mCOMPLETED\x1b[0m" in text and "\x1b[31mTIMEOUT  \x1b[0m" in text

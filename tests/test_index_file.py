@@ -15,7 +15,7 @@ from param_search.table import frame
 
 def _record(name, params, **fields):
     record = {"job_name": name, "hash": "h" + name, "params": params, "script_hash": "s", "mode": "source",
-              "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None, "state": "NEW",
+              "attempt": 0, "restarts": 0, "queue": None, "job_id": None, "batch": None, "owner": None, "state": "NEW",
               "exit_code": None, "signal": None, "submitted": None, "started": None, "ended": None,
               "node": None, "reason": None, "error": None, "stdout": None, "stderr": None,
               "time_limit": None, "mem_limit": None, "excluded": None, "history": None}

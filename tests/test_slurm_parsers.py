@@ -126,7 +126,7 @@ def test_unknown_sbatch_option_keyword_lists_the_valid_ones():
 def _index(*rows):
     """An index table of (job_id, state, submitted, node[, started]) rows."""
     records = [{"job_name": f"j{i}", "hash": "h", "params": {}, "script_hash": "s", "mode": "source",
-                "attempt": 1, "queue": "slurm", "job_id": job_id, "batch": None, "owner": None,
+                "attempt": 1, "restarts": 0, "queue": "slurm", "job_id": job_id, "batch": None, "owner": None,
                 "state": state, "exit_code": None, "signal": None, "submitted": submitted,
                 "started": started[0] if started else None, "ended": None, "node": node,
                 "reason": None, "error": None, "stdout": None, "stderr": None,

@@ -25,11 +25,14 @@ LOG_TAIL_BYTES = 8192
 
 @dataclass
 class StartInfo:
+    """The current run of an attempt: the claim's start line, or the last restart line of a
+    requeued run that took the attempt over (``restarts`` > 0; same scheduler id)."""
     started: float
     pid: int
     ticks: int
     host: str
     scheduler_id: str
+    restarts: int = 0
 
 
 @dataclass
@@ -40,9 +43,11 @@ class ExitInfo:
 
 
 def read_status(path: str) -> tuple[StartInfo | None, ExitInfo | None]:
-    """An attempt's status file: (start, exit), each None until written.
+    """An attempt's status file: its current run's (start, exit), each None until written.
 
-    A start with pid 0 means the file was just created and its line is not written yet.
+    A start with pid 0 means the file was just created and its line is not written yet. A
+    restart line (a requeued run taking the attempt over, see wrapper.sh) begins a new
+    current run: exit lines before it belong to a run that was stopped, and are superseded.
     """
     try:
         with open(path) as f:
@@ -56,6 +61,11 @@ def read_status(path: str) -> tuple[StartInfo | None, ExitInfo | None]:
             if len(parts) >= 5 and parts[0] == "start":
                 start = StartInfo(float(parts[1]), int(parts[2]), int(parts[3]), parts[4],
                                   parts[5] if len(parts) > 5 else "")
+                end = None
+            elif len(parts) >= 6 and parts[0] == "restart":
+                start = StartInfo(float(parts[2]), int(parts[3]), int(parts[4]), parts[5],
+                                  start.scheduler_id, int(parts[1]))
+                end = None
             elif len(parts) >= 3 and parts[0] == "exit":
                 end = ExitInfo(int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else None)
         except ValueError:
@@ -154,16 +164,21 @@ def _last_match(text: str, *patterns: tuple[re.Pattern, int]) -> str:
     return ""
 
 
-def observe(exp: "Experiment", record: "Record") -> None:
-    """Apply what the current attempt's status file says (start, exit) to its record."""
+def observe(exp: "Experiment", record: "Record", hold: bool = False) -> None:
+    """Apply what the current attempt's status file says (its current run's start and exit)
+    to its record. ``hold``: the record's scheduler may run the attempt again after a signal
+    stopped it (``Queue.requeues``), so a signal exit waits for the scheduler's word."""
     if record["attempt"] == 0:
         return
     started, ended = read_status(exp.attempt_path(record, "status"))
-    if started is not None and started.started and (record["started"] is None or ended is None):
+    if started is not None and started.restarts < record["restarts"]:
+        return   # the run the scheduler took back: the next one has not written yet
+    if started is not None and started.started and (record["started"] is None or ended is None
+                                                    or started.restarts != record["restarts"]):
         claimant = started.scheduler_id if _other_job(started.scheduler_id, record["job_id"]) else None
-        apply(record, Started(started.started, started.host, claimant))
+        apply(record, Started(started.started, started.host, claimant, started.restarts))
     if ended is not None:
-        apply(record, Exited(ended.exit_code, ended.ended, ended.signal))
+        apply(record, Exited(ended.exit_code, ended.ended, ended.signal, held=hold and bool(ended.signal)))
 
 
 def _other_job(claimant: str, job_id: str | None) -> bool:

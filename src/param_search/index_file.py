@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .files import atomic_write
 from .identity import json_default
-from .record import FIELDS as RECORD_FIELDS, LATER_FIELDS
+from .record import FIELDS as RECORD_FIELDS
 
 try:   # 3-5x faster than json; json is the fallback, same text
     import orjson
@@ -40,6 +40,10 @@ _STR, _INT, _TIME = pa.large_string(), pa.int64(), pa.timestamp("us")
 FIELDS: dict[str, pa.DataType] = {
     name: {"text": _STR, "json": _STR, "int": _INT, "time": _TIME}[kind] for name, kind in RECORD_FIELDS.items()
 }
+#: Fields added since this format version began, with what an index without them means:
+#: such an index is read as it is (no rebuild, which would lose pending jobs' ids).
+ADDED: dict[str, Any] = {"restarts": 0, "time_limit": None, "mem_limit": None, "excluded": None,
+                         "history": None}
 
 
 # -- records <-> Arrow ------------------------------------------------------------------
@@ -186,9 +190,11 @@ def read(path: str) -> pa.Table:
     metadata = table.schema.metadata or {}
     if metadata.get(b"param_search") != FORMAT_VERSION.encode():
         raise ValueError("not a param_search index of this version")
-    for name in LATER_FIELDS:
+    for name, value in ADDED.items():
         if name not in table.column_names:
-            table = table.append_column(pa.field(name, FIELDS[name]), pa.nulls(table.num_rows, FIELDS[name]))
+            position = list(FIELDS).index(name)
+            table = table.add_column(position, pa.field(name, FIELDS[name]),
+                                     pa.array([value] * table.num_rows, FIELDS[name]))
     missing = set(FIELDS).difference(table.column_names)
     if missing:
         raise ValueError(f"columns {sorted(missing)} are missing")

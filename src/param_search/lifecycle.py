@@ -18,10 +18,18 @@ in the experiment only, with a reason starting ``held back:``; no queue is asked
 until Handed sends it. A final record never becomes active again but by Handed, which starts the next attempt; a
 Verdict may still replace its state by a final one only the scheduler can give (TIMEOUT,
 OUT_OF_MEMORY, ...), or by any final one if the job recorded no exit code itself.
+
+Requeue. A scheduler that may run an attempt again after stopping it (Slurm: preemption,
+``scontrol requeue``, a failed node) reports a signal exit as ``Exited(held=True)``: the
+record keeps the run's exit facts but stays RUNNING (:func:`stopped`) until the scheduler
+says what it did: pending again means requeued (PENDING, ``restarts`` + 1, the stopped run's
+facts cleared, its lines ignored from then on); a final verdict ends the attempt as an
+unheld exit would have. The next run's start (``Started`` with a higher ``restarts``)
+supersedes the stopped run too. The attempt number never changes on the way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +48,8 @@ CANCEL_SIGNALS = ("TERM", "INT")
 UNLISTED = "not listed by the scheduler since "
 #: The reason of a record held back in the experiment (never handed to its queue yet).
 HELD = "held back: "
+#: The reason of a record whose run a signal stopped, until its scheduler says what it did.
+STOPPED = "stopped by SIG{}; the scheduler may run it again"
 
 
 @dataclass(frozen=True)
@@ -95,18 +105,23 @@ class Waiting:
 @dataclass(frozen=True)
 class Started:
     """The attempt runs (``at``: start time, if known; ``node``; ``job_id``: the scheduler job
-    that claimed it, when that is not the one the record follows)."""
+    that claimed it, when that is not the one the record follows; ``restarts``: the run's
+    restart count, 0 for the run that claimed the attempt)."""
     at: float | None = None
     node: str | None = None
     job_id: str | None = None
+    restarts: int = 0
 
 
 @dataclass(frozen=True)
 class Exited:
-    """The wrapper recorded the attempt's end: its exit code, time, and signal if killed."""
+    """The wrapper recorded the run's end: its exit code, time, and the signal that stopped it.
+    ``held``: a signal stopped it and its scheduler may run the attempt again, so the scheduler's
+    word decides (see the module's notes on requeue)."""
     exit_code: int | None
     at: float
     signal: str | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,7 +201,7 @@ def apply(record: "Record", event: Event) -> bool:
         if active and not is_held(record):
             return False
         record.update(dict.fromkeys(ATTEMPT_FIELDS), state=SUBMITTING, attempt=record["attempt"] + 1,
-                      queue=event.queue, batch=event.batch, submitted=event.at)
+                      restarts=0, queue=event.queue, batch=event.batch, submitted=event.at)
     elif isinstance(event, Held):
         if active and not is_held(record):
             return False
@@ -200,8 +215,8 @@ def apply(record: "Record", event: Event) -> bool:
         if state != SUBMITTING:
             return False
         previous = record["attempt"] - 1   # its files tell how it ended, if it ran
-        record.update(state=UNKNOWN if previous else NEW, attempt=previous, queue=None, batch=None,
-                      submitted=None)
+        record.update(state=UNKNOWN if previous else NEW, attempt=previous, restarts=0, queue=None,
+                      batch=None, submitted=None)
     elif isinstance(event, Accepted):
         if state not in (SUBMITTING, UNKNOWN, PENDING):
             return False
@@ -218,6 +233,8 @@ def apply(record: "Record", event: Event) -> bool:
             return False
         record.update(exit_code=event.exit_code, ended=event.at, signal=event.signal, reason=None,
                       state=_exit_state(event.exit_code, event.signal))
+        if event.held and event.signal:
+            record.update(state=RUNNING, reason=STOPPED.format(event.signal))
     elif isinstance(event, Verdict):
         return _verdict(record, event)
     elif isinstance(event, Cancelled):
@@ -236,7 +253,7 @@ def apply(record: "Record", event: Event) -> bool:
     elif isinstance(event, Recovered):
         if state not in (NEW, UNKNOWN, SUBMITTING) or event.attempt < record["attempt"]:
             return False
-        record.update(attempt=event.attempt, state=UNKNOWN if event.started else SUBMITTING,
+        record.update(attempt=event.attempt, state=UNKNOWN if event.started else SUBMITTING, restarts=0,
                       queue=event.queue or record["queue"], batch=event.batch or record["batch"],
                       submitted=event.submitted or record["submitted"])
     elif isinstance(event, Unlisted):
@@ -246,7 +263,8 @@ def apply(record: "Record", event: Event) -> bool:
     elif isinstance(event, Requeued):
         if state not in (RUNNING, PENDING, UNKNOWN):
             return False
-        record.update(state=PENDING, reason=event.reason, started=None, node=None)
+        record.update(state=PENDING, reason=event.reason, started=None, node=None, exit_code=None,
+                      signal=None, ended=None)
     else:
         raise TypeError(f"not a lifecycle event: {event!r}")
     return True
@@ -274,13 +292,24 @@ def _exit_state(exit_code: int | None, signal: str | None) -> str:
     return COMPLETED if exit_code == 0 else FAILED
 
 
+def stopped(record: "Record") -> bool:
+    """Whether a signal stopped the record's run and its scheduler has yet to say whether it
+    runs the attempt again (``Exited(held=True)``)."""
+    return record["state"] == RUNNING and record["ended"] is not None
+
+
 def _start(record: "Record", event: Started) -> bool:
     if record["state"] not in (SUBMITTING, PENDING, UNKNOWN, RUNNING):
         return False
+    if event.restarts < record["restarts"]:
+        return False   # a run the scheduler took back; the next one has not started yet
     if event.job_id:   # the scheduler job that claimed the attempt (see attempts.observe)
         record["job_id"] = event.job_id
-    if record["state"] != RUNNING:
+    later = event.restarts > record["restarts"]
+    if record["state"] != RUNNING or later:
         record["reason"] = None   # (a running job's reason, e.g. Unlisted, stays)
+    if later:   # a requeued run took the attempt over: the stopped run's end is superseded
+        record.update(restarts=event.restarts, exit_code=None, signal=None, ended=None, started=None)
     record.update(state=RUNNING, started=event.at or record["started"], node=event.node or record["node"])
     return True
 
@@ -296,6 +325,15 @@ def _verdict(record: "Record", event: Verdict) -> bool:
         return False
     if final and event.state not in FINAL_STATES:
         return False   # an ended job never runs again (a stale answer, or one still completing)
+    if stopped(record):
+        if event.state == PENDING:   # requeued: only a later run's lines count from now on
+            record.update(state=PENDING, reason=event.reason, restarts=record["restarts"] + 1, started=None,
+                          node=None, exit_code=None, signal=None, ended=None)
+            return True
+        if event.state not in FINAL_STATES:
+            return False   # still completing: the scheduler has not decided yet
+        if event.state not in SCHEDULER_VERDICTS:   # the run's own exit line decides, as unheld
+            event = replace(event, state=_exit_state(record["exit_code"], record["signal"]))
     record["state"] = event.state
     record["reason"] = event.reason if event.state == PENDING else None
     record["node"] = event.node or record["node"]

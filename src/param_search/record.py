@@ -24,6 +24,7 @@ class JobRecord(TypedDict):
     script_hash: str          # digest of the rendered script
     mode: str                 # how the wrapper runs job.sh: "source" or "exec"
     attempt: int              # 0 until first sent; attempt N writes job.N.{status,out,err}
+    restarts: int             # times the scheduler ran the current attempt again (requeue)
     queue: str | None         # the queue name the current attempt went to
     job_id: str | None        # the scheduler's id of the current attempt
     batch: str | None         # the submission it went out in (settings in batches/<batch>.json)
@@ -50,14 +51,12 @@ Record = JobRecord
 #: Each field's kind, in index-file order: "text", "int", "time" (epoch seconds) or "json".
 FIELDS: dict[str, str] = {
     "job_name": "text", "hash": "text", "params": "json", "script_hash": "text", "mode": "text",
-    "attempt": "int", "queue": "text", "job_id": "text", "batch": "text", "owner": "text",
+    "attempt": "int", "restarts": "int", "queue": "text", "job_id": "text", "batch": "text", "owner": "text",
     "state": "text", "exit_code": "int", "signal": "text",
     "submitted": "time", "started": "time", "ended": "time", "node": "text", "reason": "text",
     "error": "text", "stdout": "text", "stderr": "text",
     "time_limit": "text", "mem_limit": "text", "excluded": "text", "history": "text",
 }
-#: Fields added after the index format was fixed: an older index without them reads as null.
-LATER_FIELDS = ("time_limit", "mem_limit", "excluded", "history")
 #: The fields that describe one attempt (its resources and outcome), cleared when a new
 #: attempt is sent.
 ATTEMPT_FIELDS = ("job_id", "owner", "exit_code", "signal", "started", "ended", "node", "reason",
@@ -69,7 +68,7 @@ def new_record(job: "RenderedJob") -> JobRecord:
     return {
         "job_name": job.job_name, "hash": job.hash, "params": job.params,
         "script_hash": script_digest(job.script), "mode": script_mode(job.script),
-        "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None,
+        "attempt": 0, "restarts": 0, "queue": None, "job_id": None, "batch": None, "owner": None,
         "state": NEW, "exit_code": None, "signal": None,
         "submitted": None, "started": None, "ended": None, "node": None, "reason": None,
         "error": None, "stdout": None, "stderr": None,

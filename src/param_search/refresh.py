@@ -11,7 +11,7 @@ from .experiment import Experiment
 from .record import Record
 from .attempts import finalize, observe
 from .lifecycle import HELD, Unsent, Waiting, apply, is_held
-from .queues.registry import queue_for
+from .queues.registry import DEFAULT, queue_class, queue_for
 from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
 if TYPE_CHECKING:
@@ -28,9 +28,11 @@ def refresh(exp: Experiment, records: Iterable[Record],
     """
     active = [r for r in records if r["state"] in ACTIVE_STATES and not is_held(r)]
     before = [_signature(r) for r in active]
-    for record in active:
-        if record["state"] != PENDING:
-            observe(exp, record)
+    for name, group in _by_queue(active):
+        hold = queue_class(name or DEFAULT).requeues   # a signal exit waits for its scheduler's word
+        for record in group:
+            if record["state"] != PENDING:
+                observe(exp, record, hold)
     ask = [r for r in active if r["state"] != COMPLETED]   # a scheduler's verdict may still come
     snapshots = snapshots or {}
     for name, group in _by_queue(ask):
@@ -41,7 +43,7 @@ def refresh(exp: Experiment, records: Iterable[Record],
     return [r for r, sig in zip(active, before) if _signature(r) != sig]
 
 
-_signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended")
+_signature = operator.itemgetter("state", "job_id", "reason", "node", "exit_code", "started", "ended", "restarts")
 
 
 def _by_queue(records: list[Record]) -> "list[tuple[str | None, list[Record]]]":
@@ -143,8 +145,9 @@ def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
 
     Returns (index, confirmed mask, whether any value changed). Left to ``poll``: a row
     whose scheduler submit time predates its own submission (an older job with a reused
-    id), and a RUNNING row whose start time is not known yet (poll reads it from the job's
-    status file).
+    id), and a RUNNING row whose start time is not known yet or whose run a signal stopped
+    (waiting for the scheduler's word, while a requeued run may have begun): the refresh
+    reads their status files.
     """
     import numpy as np
     import pyarrow as pa
@@ -160,8 +163,9 @@ def _confirm(index: "pa.Table", mine: "np.ndarray", snapshot: "pa.Table"):
     submit = pc.take(snapshot.column("submit"), position)
     stale = pc.fill_null(pc.less(submit, pc.subtract(submitted, 120.0)), False)
     unstarted = _mask(pc.and_(pc.equal(state, RUNNING), pc.is_null(index.column("started"))))
+    stopped = _mask(pc.and_(pc.equal(state, RUNNING), pc.is_valid(index.column("ended"))))
     ok = (mine & _mask(pc.is_valid(found)) & _mask(pc.equal(said, state)) & ~_mask(stale)
-          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))) & ~unstarted)
+          & _mask(pc.is_in(state, _string_set({PENDING, RUNNING}))) & ~unstarted & ~stopped)
     if not ok.any():
         return index, ok, False
     reason = pc.if_else(pc.equal(state, PENDING), pc.take(snapshot.column("reason"), position),

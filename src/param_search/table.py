@@ -21,8 +21,8 @@ from .states import RUNNING
 #: Columns after the params, in order.
 JOB_COLUMNS = (
     "job_name", "job_dir", "job_id", "job_state", "exit_code", "runtime", "error",
-    "stdout", "stderr", "attempt", "queue", "batch", "node", "reason", "hash", "submitted", "started", "ended",
-    "time_limit", "mem_limit", "excluded", "history",
+    "stdout", "stderr", "attempt", "restarts", "queue", "batch", "node", "reason", "hash", "submitted",
+    "started", "ended", "time_limit", "mem_limit", "excluded", "history",
 )
 _FROM_FIELD = {"job_state": "state"}
 _TIMES = ("submitted", "started", "ended")
@@ -78,7 +78,7 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
         if not column.null_count:
             return pd.arrays.IntegerArray(_numbers(column), np.zeros(len(column), dtype=bool))
         return pd.arrays.IntegerArray(_writable(pc.fill_null(column, 0).to_numpy()), _is_null(column))
-    if name == "attempt":
+    if name in ("attempt", "restarts"):
         return _numbers(column)
     return _strings(column)
 

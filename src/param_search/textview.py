@@ -16,7 +16,7 @@ COLOURS = {"COMPLETED": "32", "RUNNING": "34", "PENDING": "33", "SUBMITTING": "3
 FAILED_COLOUR = "31"
 #: The columns of the aligned table, in order, and their headers.
 COLUMNS = {"job_name": "NAME", "job_state": "STATE", "exit_code": "EXIT", "attempt": "ATT",
-           "job_id": "JOBID", "node": "NODE", "runtime": "TIME", "why": "REASON/ERROR"}
+           "restarts": "RESTARTS", "job_id": "JOBID", "node": "NODE", "runtime": "TIME", "why": "REASON/ERROR"}
 
 
 def counts_line(table: pd.DataFrame) -> str:

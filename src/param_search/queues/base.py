@@ -70,6 +70,9 @@ class Queue(ABC):
     #: Whether ``ps.submit``/``ps.resubmit`` wait for the jobs unless told (True where the
     #: jobs run in the submitting process).
     waits_by_default: ClassVar[bool] = False
+    #: Whether the scheduler may run an attempt again after a signal stopped it (a requeue):
+    #: such a stop is then no end until the scheduler says so (``attempts.observe(hold=)``).
+    requeues: ClassVar[bool] = False
 
     def after_submit(self, exp: "Experiment", records: list["Record"]) -> None:
         """Called once a submission is recorded, when the caller does not wait for it."""

@@ -320,7 +320,7 @@ class BatchQueue(Queue):
         for record in asked:
             info = infos.get(self.key(record["job_id"]))
             if record["state"] == PENDING and (info is None or info["state"] != PENDING):
-                observe(exp, record)   # it left the queue: what did the job record?
+                observe(exp, record, self.requeues)   # it left the queue: what did the job record?
             if info is not None and self.awaits_accounting(info):
                 deferred.append((record, info))
             elif info is not None:
@@ -345,7 +345,8 @@ class BatchQueue(Queue):
 
     def _unlisted(self, exp: "Experiment", record: "Record", now: float) -> None:
         """A job neither status nor accounting knows, which recorded no end: after
-        ``vanish_grace`` seconds (NFS delays, a scheduler restarting) it is final."""
+        ``vanish_grace`` seconds (NFS delays, a scheduler restarting) it is final. (A run
+        stopped by a signal ends here as its exit line says: nothing will run it again.)"""
         observe(exp, record)
         if record["state"] in FINAL_STATES:
             return

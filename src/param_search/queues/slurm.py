@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..errors import CommandError, QueueError
+from ..errors import CommandError, OptionError, QueueError
 from ..proc import call
 from ..states import UNKNOWN, signal_name
 from .batch import BatchQueue, arg_list, chunks, lines
@@ -65,6 +65,14 @@ class SlurmQueue(BatchQueue):
         max_running: at most this many tasks of each array run at once (``%N``).
         max_array_size: the site's MaxArraySize (default: read from ``scontrol show config``).
         submit_timeout: how long transient sbatch refusals are retried, in seconds.
+        requeue: let Slurm requeue the jobs (``--requeue``: preemption, a failed node,
+            ``scontrol requeue``) and warn each with SIGUSR1 ``requeue_grace`` seconds before its
+            time limit (``--signal=B:USR1@<grace>``), so it can save a checkpoint. A requeued
+            run continues the same attempt (``PS_RESTART_COUNT``, ``PS_CHECKPOINT_DIR``; see
+            the README). Without it, sbatch gets no requeue option: the site's JobRequeue
+            decides, and a requeued run continues the attempt all the same.
+        requeue_grace: seconds before the time limit for that warning (default 60; Slurm may
+            send it up to a minute early).
     """
 
     name = "slurm"
@@ -75,15 +83,18 @@ class SlurmQueue(BatchQueue):
     limit_refusals = LIMIT_REFUSALS
     time_setting, mem_setting, exclude_setting = "time", "mem", "exclude"
     bare_time, bare_mem = 60.0, 1.0   # sbatch reads a bare number as minutes, megabytes
+    requeues = True   # preemption, scontrol requeue, NODE_FAIL (JobRequeue=1 is Slurm's default)
 
     def __init__(self, partition: str | None = None, time: str | None = None,
                  mem: str | None = None, cpus_per_task: int | None = None, gres: str | None = None,
                  account: str | None = None, qos: str | None = None, constraint: str | None = None,
-                 exclude: str | None = None, extra_args: Sequence[str] = (), array: bool = True, max_running: int | None = None,
-                 max_array_size: int | None = None, submit_timeout: float = 120.0):
+                 exclude: str | None = None, extra_args: Sequence[str] = (), array: bool = True,
+                 max_running: int | None = None, max_array_size: int | None = None,
+                 submit_timeout: float = 120.0, requeue: bool = False, requeue_grace: int | None = None):
         named = {"partition": partition, "time": time, "mem": mem, "cpus-per-task": cpus_per_task,
                  "gres": gres, "account": account, "qos": qos, "constraint": constraint, "exclude": exclude}
-        options = [f"--{k}={v}" for k, v in named.items() if v is not None] + arg_list(extra_args, "sbatch")
+        options = [f"--{k}={v}" for k, v in named.items() if v is not None]
+        options += requeue_options(requeue, requeue_grace) + arg_list(extra_args, "sbatch")
         super().__init__(options, array, max_running, max_array_size, submit_timeout)
 
     def own_options(self, options: list[str]) -> list[str]:
@@ -158,6 +169,23 @@ class SlurmQueue(BatchQueue):
                 _raw, name, job_id = line.split("|")[:3]
                 found.setdefault(name, job_id.split("_")[0])
         return found
+
+
+# -- pure helpers: argv pieces and parsers of Slurm's text -----------------------------
+#: Seconds before the time limit at which a requeue-able job is warned with SIGUSR1.
+REQUEUE_GRACE = 60
+
+
+def requeue_options(requeue: bool, grace: int | None) -> list[str]:
+    """sbatch options for ``requeue=True`` (none without it: today's submissions unchanged)."""
+    if not isinstance(requeue, bool):
+        raise OptionError(f"requeue must be True or False, not {requeue!r}")
+    if grace is not None and not requeue:
+        raise OptionError("requeue_grace is the warning before the time limit of a requeue-able job; "
+                          "pass requeue=True with it")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or grace < 1):
+        raise OptionError(f"requeue_grace must be a positive number of seconds (int), not {grace!r}")
+    return ["--requeue", f"--signal=B:USR1@{grace or REQUEUE_GRACE}"] if requeue else []
 
 
 def _drop_own_options(options: list[str]) -> list[str]:
