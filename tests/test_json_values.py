@@ -126,6 +126,25 @@ def test_ints_beyond_64_bits_stay_exact(in_tmp):
         assert table.n.tolist() == big and all(type(v) is int for v in table.n), name
 
 
+def test_one_one_point_oh_and_true_are_three_points_in_tables_and_plots(in_tmp):
+    points = [{"m": 1, "s": 1}, {"m": 1.0, "s": 1}, {"m": True, "s": 1}]
+    jobs = ps.submit(METRICS, "job_{hash}", points, progress=False)
+    assert len(set(jobs.hash)) == 3
+    for name, table in _tables(jobs).items():
+        assert [type(v) for v in table.m] == [int, float, bool], name
+    fig = ps.plot(ps.metrics(jobs), x="s", y="loss", hue="m")
+    labels = [text.get_text() for text in fig.get_axes()[0].get_legend().get_texts()]
+    assert sorted(labels) == ["m=1", "m=1.0", "m=True"]
+
+
+def test_metrics_rows_keep_each_param_as_the_jobs_table_has_it(in_tmp):
+    points = [{"v": NAN, "w": "a", "s": 1}, {"v": None, "w": "b", "s": 2}, {"v": 0.5, "w": "c", "s": 3}]
+    jobs = ps.submit("printf 'loss\\n1\\n2\\n' > {job_name}.metrics\n", "job_{s}", points, progress=False)
+    m = ps.metrics(jobs)
+    assert len(m) == 6 and list(m.dtypes[["v", "w", "s"]]) == list(jobs.dtypes[["v", "w", "s"]])
+    assert _same(m.v.tolist(), [NAN, NAN, None, None, 0.5, 0.5])   # NaN is a value, None its absence
+
+
 def test_table_columns_are_typed_only_where_that_keeps_values_apart(tmp_path):
     columns = {
         "mixed": [1, 1.0, True], "nan_or_none": [NAN, None, 1.0], "big_gap": [2**53 + 1, None, 1],
