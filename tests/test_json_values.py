@@ -168,12 +168,41 @@ def test_table_columns_are_typed_only_where_that_keeps_values_apart(tmp_path):
     assert table["flags"].dtype == bool
 
 
+def test_an_experiment_of_an_earlier_version_with_bare_nan_still_loads(in_tmp, capsys):
+    space = ps.ParamSpace(x=[NAN, INF, 0.5])
+    jobs = ps.submit("true\n", "job_{hash}", space, progress=False)
+    # as earlier versions left it: bare NaN / Infinity in params.json, null in the index
+    for job_name in jobs.job_name:
+        path = in_tmp / job_name / "params.json"
+        path.write_text(path.read_text().replace('{"$numberDouble":"NaN"}', "NaN")
+                        .replace('{"$numberDouble":"Infinity"}', "Infinity"))
+    exp = Experiment.open(".")
+    records = exp.load_records()
+    for record in records.values():
+        record["params"] = {"x": None if not math.isfinite(record["params"]["x"]) else record["params"]["x"]}
+    exp.save_records(records)
+    assert len(ps.load(".")) == 3
+    capsys.readouterr()
+    again = ps.submit("true\n", "job_{hash}", space, progress=False)
+    assert "0 new" in capsys.readouterr().err and list(again.hash) == list(jobs.hash)   # recognised
+    exact = dict(zip(jobs.job_name, [NAN, INF, 0.5]))
+    assert _same(_x_by_name(again), exact, ordered=False)   # and the index mended
+    assert _same(_x_by_name(ps.load(".")), exact, ordered=False)
+    (in_tmp / ".param_search" / "index.arrow").unlink()
+    with pytest.warns(UserWarning, match="rebuilt it from 3 job folders"):
+        assert _same(_x_by_name(ps.load(".")), exact, ordered=False)
+
+
 def test_a_tag_like_dict_written_by_an_earlier_version_stays_a_dict(in_tmp):
     point = {"d": {"$numberDouble": "NaN"}}
     jobs = ps.submit("true\n", "job_{hash}", [point], progress=False)
     path = in_tmp / jobs.job_name[0] / "params.json"
     path.write_text(path.read_text().replace('{"$dict":{"$numberDouble":"NaN"}}', '{"$numberDouble":"NaN"}'))
     assert Experiment.open(".").record_from_dir(jobs.job_name[0])["params"] == point
+
+
+def _x_by_name(table):
+    return dict(zip(table.job_name, table.x.tolist()))
 
 
 def _record(name):
