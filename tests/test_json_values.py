@@ -5,6 +5,7 @@ import math
 
 import matplotlib
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -91,6 +92,15 @@ def test_the_index_holds_strict_json_and_gives_every_value_back(tmp_path):
             for text in table.column(field.name).to_pylist():
                 if text is not None:
                     _strict(text)
+
+
+def test_index_texts_of_earlier_versions_still_read():
+    # json.dumps wrote these when orjson refused a value (an int beyond 64 bits)
+    texts = ['{"x":NaN,"k":1180591620717411303424}', None, '{"x":-Infinity}', '{"x":1.5}']
+    column = pa.chunked_array([pa.array(texts, type=pa.large_string())])
+    expected = [{"x": NAN, "k": 2**70}, None, {"x": -INF}, {"x": 1.5}]
+    assert _same(index_file.loads_column(column), expected)
+    assert _same(index_file.loads_column(column[2:]), expected[2:])   # without the long int
 
 
 def test_hashes_of_non_finite_floats_and_tag_like_dicts_do_not_change():
