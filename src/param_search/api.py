@@ -130,6 +130,8 @@ def _plan(exp: Experiment, records: dict[str, Record], jobs: list[RenderedJob], 
     plan: dict[str, list] = {k: [] for k in _PLAN_KINDS}
     for job in jobs:
         record = records.get(job.job_name)
+        if record is not None and record["hash"] == job.hash:
+            record["params"] = job.params   # exact: earlier versions indexed NaN and inf as null
         if record is None:
             plan["new"].append(job)
         elif record["hash"] != job.hash or record["script_hash"] != script_digest(job.script):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConflictError, ExperimentError
 from . import index_file
 from .files import atomic_write, token, write_file, write_json
-from .identity import json_default, params_hash
+from .identity import json_default, params_hash, untag_nonfinite
 from .record import Record, new_record, script_digest
 from .render import STATE_DIR_NAME, RenderedJob
 from .lifecycle import Recovered, apply
@@ -357,15 +357,18 @@ class Experiment:
         """Rebuild one job's record from its folder, checking its identity."""
         job_dir = self.job_dir(job_name)
         with open(os.path.join(job_dir, "params.json")) as f:
-            meta = json.load(f)
-        if params_hash(meta["params"]) != meta["hash"]:
-            raise ExperimentError(
-                f"{job_dir}/params.json does not match its hash: the file was edited; "
-                "restore it or remove the job folder"
-            )
+            meta = json.load(f)   # lenient: earlier versions wrote bare NaN and Infinity
+        params = untag_nonfinite(meta["params"])
+        if params_hash(params) != meta["hash"]:
+            if params_hash(meta["params"]) != meta["hash"]:
+                raise ExperimentError(
+                    f"{job_dir}/params.json does not match its hash: the file was edited; "
+                    "restore it or remove the job folder"
+                )
+            params = meta["params"]   # an earlier version's dict that looks like a tag
         with open(os.path.join(job_dir, "job.sh")) as f:
             script = f.read()
-        record = new_record(RenderedJob(job_name, meta["hash"], meta["params"], script))
+        record = new_record(RenderedJob(job_name, meta["hash"], params, script))
         attempts = [int(n.split(".")[1]) for n in os.listdir(job_dir)
                     if n.startswith("job.") and n.endswith(".status") and n.split(".")[1].isdigit()]
         if attempts:

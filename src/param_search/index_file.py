@@ -6,19 +6,22 @@ still work on plain dict records (:func:`to_records` / :func:`from_records`).
 
 Columns: the record fields of :data:`FIELDS` (``params`` as exact JSON text, the source
 for records), plus one display column per parameter, named ``PARAM_PREFIX + name``,
-typed by Arrow when the values allow (numbers, strings, booleans) and otherwise stored
-as JSON text with ``{"json": "1"}`` field metadata.
+typed by Arrow when the table shows every distinct value distinctly that way (numbers,
+strings, booleans; see :func:`_typed_param`) and otherwise stored as JSON text with
+``{"json": "1"}`` field metadata. All JSON here is strict: non-finite floats are tagged
+as in ``params.json`` (``identity.tag_nonfinite``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .files import atomic_write
-from .identity import json_default
+from .identity import json_default, tag_nonfinite, untag_nonfinite
 from .record import FIELDS as RECORD_FIELDS
 
 try:   # 3-5x faster than json; json is the fallback, same text
@@ -72,8 +75,8 @@ def to_records(table: pa.Table) -> list["Record"]:
     names = [name for name in FIELDS if name != "params"]
     values = [_values(table.column(name)) for name in names]
     records = [dict(zip(names, row)) for row in zip(*values)]
-    for record, text in zip(records, table.column("params").to_pylist()):
-        record["params"] = loads(text)
+    for record, params in zip(records, loads_column(table.column("params"))):
+        record["params"] = params
     return records
 
 
@@ -141,22 +144,57 @@ def param_names(records: list["Record"]) -> list[str]:
 
 
 def _param_column(name: str, values: list[Any]) -> tuple[pa.Field, pa.Array]:
-    """A typed Arrow column if the values are plain, else JSON text marked as such."""
-    try:
-        array = pa.array(values)
-        if pa.types.is_string(array.type):
-            array = array.cast(_STR)
-        if _is_plain(array.type):
-            return pa.field(name, array.type), array
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        pass
+    """A typed Arrow column if it keeps the values apart, else JSON text marked as such."""
+    array = _typed_param(values)
+    if array is not None:
+        return pa.field(name, array.type), array
     texts = pa.array([None if v is None else dumps(v) for v in values], type=_STR)
     return pa.field(name, _STR, metadata={"json": "1"}), texts
 
 
-def _is_plain(kind: pa.DataType) -> bool:
-    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_large_string(kind)
-            or pa.types.is_boolean(kind) or pa.types.is_null(kind))
+#: Ints a float64 holds exactly (the table shows an int column with gaps as float64).
+_EXACT_INT = 2 ** 53
+
+
+def _typed_param(values: list[Any]) -> pa.Array | None:
+    """The values as one typed Arrow array, or None where the table would show two
+    different points alike: ``1``, ``1.0`` and ``True`` are three points, an int beyond 64
+    bits (or beyond 2**53 next to floats or gaps) is no float, NaN is not None."""
+    kind_of = {t: _kind(t) for t in set(map(type, values))}
+    kinds = set(kind_of.values())
+    gaps = None in kinds
+    kinds.discard(None)
+    if not kinds:
+        return pa.nulls(len(values))
+    if kinds == {int, float}:
+        ints = {int(v) for v in values if kind_of[type(v)] is int}
+        floats = {float(v) for v in values if kind_of[type(v)] is float}
+        if any(abs(i) > _EXACT_INT or float(i) in floats for i in ints):
+            return None
+        kinds = {float}
+    if len(kinds) > 1 or object in kinds:   # mixed kinds, lists, dicts
+        return None
+    kind, = kinds
+    if gaps and kind is float and any(v != v for v in values if v is not None):
+        return None
+    if gaps and kind is int and any(abs(int(v)) > _EXACT_INT for v in values if v is not None):
+        return None
+    try:
+        return pa.array(values, type={str: _STR, bool: pa.bool_(), int: _INT, float: pa.float64()}[kind])
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):   # e.g. an int beyond 64 bits
+        return None
+
+
+def _kind(kind: type) -> type | None:
+    """The JSON kind of a Python (or numpy) type: None, bool, int, float, str or object."""
+    import numpy as np
+
+    if kind is type(None):
+        return None
+    for plain, numpy_kind in ((bool, np.bool_), (int, np.integer), (float, np.floating), (str, np.str_)):
+        if issubclass(kind, (plain, numpy_kind)):
+            return plain
+    return object
 
 
 # -- file I/O ---------------------------------------------------------------------------
@@ -213,20 +251,58 @@ def with_token(table: pa.Table, token: str) -> pa.Table:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, keys in their order; json's own for what orjson refuses (ints beyond
-    64 bits)."""
+    """Compact strict JSON, keys in their order, non-finite floats tagged (see
+    ``identity.tag_nonfinite``)."""
+    if orjson is not None:
+        try:
+            text = orjson.dumps(value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        except TypeError:   # e.g. an int beyond 64 bits
+            pass
+        else:   # orjson writes NaN and inf as null: a text with null or a tag-like key is redone
+            if "null" not in text and '{"$' not in text:   # (str's `in` is faster than bytes')
+                return text
+    return _dump(tag_nonfinite(value))
+
+
+def _dump(value: Any) -> str:
     if orjson is not None:
         try:
             return orjson.dumps(value, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         except TypeError:
             pass
-    return json.dumps(value, separators=(",", ":"), default=json_default)
+    return json.dumps(value, separators=(",", ":"), default=json_default, allow_nan=False)
 
 
-def loads(text: str) -> Any:
-    if orjson is not None:
+#: 19 digits in a row: perhaps an int beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+#: What plain ``orjson.loads`` would misread in a text: long ints, and tags to undo.
+_NOT_PLAIN = _LONG_DIGITS.pattern + r'|\{"\$'
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of a JSON text written by :func:`dumps` or ``identity.stored_json`` (or by
+    an earlier version, with bare ``NaN`` and ``Infinity``): ints exact, tags undone."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if orjson is not None and not _LONG_DIGITS.search(text):
         try:
-            return orjson.loads(text)
-        except ValueError:   # e.g. NaN written by json
+            value = orjson.loads(text)
+        except ValueError:   # e.g. NaN written by an earlier version
+            value = json.loads(text)
+    else:
+        value = json.loads(text)
+    return untag_nonfinite(value) if '{"$' in text else value
+
+
+def loads_column(column: pa.ChunkedArray) -> list[Any]:
+    """:func:`loads` of each text of a column (None stays None), looking once over the
+    whole column (Arrow's regex) for what plain orjson would misread, not text by text."""
+    import pyarrow.compute as pc
+
+    texts = column.to_pylist()
+    if orjson is not None and not pc.any(pc.match_substring_regex(column, _NOT_PLAIN)).as_py():
+        try:
+            return [None if text is None else orjson.loads(text) for text in texts]
+        except ValueError:   # e.g. NaN written by an earlier version
             pass
-    return json.loads(text)
+    return [None if text is None else loads(text) for text in texts]

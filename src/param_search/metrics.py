@@ -5,6 +5,7 @@ import glob
 import os
 import warnings
 
+import numpy as np
 import pandas as pd
 
 from .errors import MetricsError
@@ -37,15 +38,15 @@ def metrics(jobs: pd.DataFrame, pattern: str = DEFAULT_PATTERN, sep: str | None 
         else [{}] * len(jobs)
     hashes = dict(zip(jobs["job_name"].tolist(), jobs["hash"].tolist())) if "hash" in jobs else {}
     paths = _path_maker(work_dir, pattern, hashes)
-    for job_name, params in zip(jobs["job_name"].tolist(), params_rows):
+    for row, (job_name, params) in enumerate(zip(jobs["job_name"].tolist(), params_rows)):
         for path in paths(job_name, params, problems):
-            reader.read(path, job_name, params, problems)
+            reader.read(path, job_name, row, problems)
     if problems:
         _warn(problems, len(jobs))
     if not reader.n_rows and len(jobs):
         raise MetricsError(f"no metrics could be read for any of the {len(jobs)} jobs: "
                            f"{problems[0]}; check the pattern ({pattern!r})")
-    return reader.table(param_names)
+    return reader.table(jobs, param_names)
 
 
 def _param_columns(jobs: pd.DataFrame) -> list[str]:
@@ -91,11 +92,11 @@ class _Reader:
         self.sep = sep
         self.header: list[str] | None = None
         self.columns: dict[str, list] = {}
-        self.params: list[dict] = []
+        self.rows: list[int] = []   # the jobs table row of each metrics row
         self.job_names: list[str] = []
         self.n_rows = 0
 
-    def read(self, path: str, job_name: str, params: dict, problems: list[str]) -> None:
+    def read(self, path: str, job_name: str, row: int, problems: list[str]) -> None:
         try:
             with open(path, "rb") as f:
                 text = f.read().decode()
@@ -125,7 +126,7 @@ class _Reader:
                 cells = cells[:width]
             for i, column in enumerate(self._order):
                 column.append(cells[i] if i < len(cells) else None)
-            self.params.append(params)
+            self.rows.append(row)
             self.job_names.append(job_name)
             self.n_rows += 1
 
@@ -136,10 +137,13 @@ class _Reader:
         self.header = header
         self._order = [self.columns[name] for name in header]
 
-    def table(self, param_names: list[str]) -> pd.DataFrame:
+    def table(self, jobs: pd.DataFrame, param_names: list[str]) -> pd.DataFrame:
+        """The metrics rows, each with its job's params as the jobs table holds them (same
+        dtypes: 1, 1.0 and True stay three values, a NaN param is not a missing one)."""
         for column in self.columns.values():
             column.extend([None] * (self.n_rows - len(column)))
-        data = {name: [p[name] for p in self.params] for name in param_names}
+        rows = np.asarray(self.rows, dtype=np.intp)
+        data = {name: jobs[name].array.take(rows) for name in param_names}
         data["job_name"] = self.job_names
         for name, values in self.columns.items():
             key = name if name not in data else f"{name}_metric"

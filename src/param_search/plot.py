@@ -50,6 +50,8 @@ def _check_columns(metrics: pd.DataFrame, names: list[str]) -> None:
 def _panel(ax, metrics: pd.DataFrame, x_name: str, y_name: str, hue_names: list[str], ci: float) -> None:
     data = metrics[[x_name, y_name, *hue_names]].copy()
     data[y_name] = pd.to_numeric(data[y_name], errors="coerce")
+    for name in hue_names:
+        data[name] = _group_keys(data[name])
     groups = data.groupby(hue_names, dropna=False, sort=True) if hue_names else [((), data)]
     for key, group in groups:
         stats = _mean_ci(group, x_name, y_name, ci)
@@ -60,6 +62,14 @@ def _panel(ax, metrics: pd.DataFrame, x_name: str, y_name: str, hue_names: list[
     ax.set_ylabel(y_name)
     if hue_names:
         ax.legend(title=", ".join(hue_names), fontsize="small")
+
+
+def _group_keys(column: pd.Series) -> pd.Series:
+    """A hue column as keys that keep its points apart: groupby merges what ``==`` equates
+    (1, 1.0 and True; NaN and None) and cannot group lists, so mixed values go by ``repr``."""
+    if column.dtype != object or all(type(v) is str for v in column):
+        return column
+    return column.map(repr)
 
 
 def _mean_ci(group: pd.DataFrame, x_name: str, y_name: str, ci: float) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from json.encoder import encode_basestring_ascii as _quote   # C; what json.dump
 from typing import Any
 
 from .errors import TemplateError
-from .identity import canonical_json, digest_of
+from .identity import digest_of, identity_of, stored_json
 
 #: Keys every template can use, filled in per job. A parameter may not take these names.
 RESERVED_KEYS = ("job_name", "hash", "job_dir", "work_dir")
@@ -137,12 +137,12 @@ class RenderedJob:
     hash: str
     params: dict
     script: str
-    identity: str = ""   # canonical_json(params), when already computed
+    params_text: str = ""   # identity.stored_json(params), when already computed
 
     def params_json(self) -> str:
-        """The text of the job's ``params.json``: name, hash and params (compact JSON)."""
-        identity = self.identity or canonical_json(self.params)
-        return f'{{"hash":{_quote(self.hash)},"job_name":{_quote(self.job_name)},"params":{identity}}}\n'
+        """The text of the job's ``params.json``: name, hash and params (compact, strict JSON)."""
+        text = self.params_text or stored_json(self.params)
+        return f'{{"hash":{_quote(self.hash)},"job_name":{_quote(self.job_name)},"params":{text}}}\n'
 
 
 def render_jobs(template: str, name: str, param_space: Iterable[Mapping], work_dir: str) -> list[RenderedJob]:
@@ -178,13 +178,13 @@ def _check_param_keys(params: dict, name_t: Template, script_t: Template) -> lis
 
 
 def _render_one(params: dict, name_t: Template, script_t: Template, work_dir: str) -> RenderedJob:
-    identity = canonical_json(params)
+    identity, text = identity_of(params)
     digest = digest_of(identity)
     job_name = name_t.render({**params, "hash": digest})
     check_job_name(job_name, params)
     values = {**params, "job_name": job_name, "hash": digest,
               "job_dir": f"{work_dir}/{job_name}", "work_dir": work_dir}
-    return RenderedJob(job_name, digest, params, script_t.render(values), identity)
+    return RenderedJob(job_name, digest, params, script_t.render(values), text)
 
 
 def check_job_name(job_name: str, params: Mapping | None = None) -> None:

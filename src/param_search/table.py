@@ -85,7 +85,7 @@ def _job_column(exp: Experiment, index: pa.Table, name: str, running: np.ndarray
 
 def _param_values(field: pa.Field, column: pa.ChunkedArray):
     if field.metadata and field.metadata.get(b"json") == b"1":
-        return _objects([None if text is None else index_file.loads(text) for text in column.to_pylist()])
+        return _objects(index_file.loads_column(column))
     if pa.types.is_large_string(column.type):
         return _strings(column)
     if pa.types.is_null(column.type):
