@@ -416,30 +416,35 @@ def test_a_submit_limit_holds_jobs_back_and_wait_tops_up_until_all_ran(in_tmp, c
 
 
 def test_a_lost_submission_is_not_sent_again_while_accounting_is_down(in_tmp):
-    """A controller died after sbatch but before recording the id, and the job ended: only
-    sacct knows it. With slurmdbd down, status must neither fail nor take it for unsent (and
-    send it twice); once accounting is back, the job is found and its outcome read."""
+    """A controller died after sbatch but before recording the id, and the job left the queue
+    without starting (cancelled while held): squeue no longer lists it. With slurmdbd down,
+    status must neither fail nor take it for unsent (and send it again); once accounting is
+    back and does not know it either (a never-eligible job is not in sacct's window), it is
+    NEW again: never run, to be sent by the next ps.submit."""
     from param_search.experiment import Experiment
 
-    jobs = wait_jobs(ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm"))
-    assert jobs.job_state.tolist() == ["COMPLETED"]
+    jobs = ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
+                     extra_args=["--hold"])
+    subprocess.run(["scancel", jobs.job_id[0]], check=True)
     exp = Experiment.open(".")
     with exp.transaction() as records:   # as a controller killed between sbatch and its record
-        records["job_1"].update(state="SUBMITTING", job_id=None, started=None, ended=None, exit_code=None)
+        records["job_1"].update(state="SUBMITTING", job_id=None)
     pid = int(open("/var/lib/param-search-slurm/run/slurmdbd.pid").read().strip())
     os.kill(pid, signal.SIGTERM)
     try:
         until(lambda: subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True).returncode != 0)
         row = ps.status(".").iloc[0]
         assert row.job_state == "SUBMITTING" and "cannot tell yet" in row.reason
-        assert ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
-                         progress=False).job_state.tolist() == ["SUBMITTING"]   # not sent again
+        again = ps.submit("echo ran >> runs.txt\n", "job_{x}", ps.ParamSpace(x=[1]), use="slurm",
+                          extra_args=["--hold"], progress=False)
+        assert again.job_state.tolist() == ["SUBMITTING"] and again.attempt.tolist() == [1]   # not sent again
     finally:
         subprocess.run([str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "start-slurm.sh")],
                        capture_output=True, timeout=300)
+    until(lambda: ps.status(".").job_state[0] != "SUBMITTING", timeout=60)
     row = ps.status(".").iloc[0]
-    assert row.job_state == "COMPLETED" and row.job_id == jobs.job_id[0]
-    assert (in_tmp / "job_1" / "runs.txt").read_text() == "ran\n"
+    assert row.job_state == "NEW" and row.attempt == 0
+    assert not (in_tmp / "job_1" / "runs.txt").exists()
 
 
 @pytest.mark.slow
@@ -464,7 +469,7 @@ def test_a_job_slurm_forgot_without_an_exit_record_ends_after_the_grace_period(i
         until(lambda: not subprocess.run(squeue, capture_output=True, text=True).stdout.strip(), timeout=60)
         monkeypatch.setattr(SlurmQueue, "vanish_grace", 5.0)
         row = wait_jobs(jobs, timeout=60).iloc[0]
-        assert row.job_state == "FAILED" and "vanished from the scheduler without an exit record" in row.reason
+        assert row.job_state == "FAILED" and "vanished from the scheduler without an exit record" in row.error
         assert "exit" not in status_file.read_text()
     finally:
         subprocess.run([start], check=True, capture_output=True, timeout=300)   # MinJobAge and slurmdbd back
