@@ -26,6 +26,8 @@ LAYERS = [
     ["metrics", "plot", "api"],
     ["watch", "textview"],
     ["optimize"],
+    ["report_figures"],
+    ["report"],
     ["cli", "_runner", "_controller", "__init__", "queues.__init__"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
@@ -33,7 +35,8 @@ LAYER = {module: level for level, modules in enumerate(LAYERS) for module in mod
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
-           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller"]
+           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller",
+           "report_figures", "report"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")
 

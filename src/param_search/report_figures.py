@@ -1,0 +1,80 @@
+"""The report's figures, as PNG data URIs so that the page needs no other file.
+
+Figures are aggregated (means per parameter value, a heat-map of means), so their size does
+not grow with the number of jobs.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .plot import plot
+
+#: More panels than this say less than the table does; the first ones are kept.
+MAX_FIGURES = 24
+DPI = 80
+
+
+def data_uri(fig: Any) -> str:
+    """The figure as a PNG data URI (the figure is closed: it is not shown twice in Jupyter)."""
+    from matplotlib import pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def metric_names(metrics: pd.DataFrame, params: list[str]) -> list[str]:
+    """The metrics' numeric columns (not the params, not job_name)."""
+    names = [c for c in metrics.columns if c not in params and c != "job_name"]
+    return [c for c in names if pd.to_numeric(metrics[c], errors="coerce").notna().any()]
+
+
+def metric_figures(metrics: pd.DataFrame, params: list[str]) -> list[dict[str, str]]:
+    """Each metric against each varied parameter (means over the others), then a heat-map of
+    each metric over the first two varied parameters."""
+    varied = [p for p in params if p in metrics and metrics[p].astype(str).nunique() > 1]
+    figures = []
+    for y in metric_names(metrics, params):
+        for x in varied:
+            if len(figures) < MAX_FIGURES:
+                figures.append({"title": f"{y} against {x}", "uri": data_uri(plot(metrics, x=x, y=y))})
+        if len(varied) >= 2 and len(figures) < MAX_FIGURES:
+            figures.append({"title": f"mean {y} over {varied[0]} and {varied[1]}",
+                            "uri": data_uri(heat_map(metrics, varied[0], varied[1], y))})
+    return figures
+
+
+def heat_map(metrics: pd.DataFrame, x: str, y: str, value: str):
+    """Mean of ``value`` for each (x, y) pair of parameter values, as coloured cells."""
+    from matplotlib import pyplot as plt
+
+    data = metrics[[x, y]].assign(_v=pd.to_numeric(metrics[value], errors="coerce"))
+    grid = data.pivot_table(index=y, columns=x, values="_v", aggfunc="mean", dropna=False)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5), constrained_layout=True)
+    image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", origin="lower", cmap="viridis")
+    ax.set_xticks(range(len(grid.columns)), _ticks(grid.columns), rotation=45, ha="right")
+    ax.set_yticks(range(len(grid.index)), _ticks(grid.index))
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    fig.colorbar(image, ax=ax, label=f"mean {value}")
+    return fig
+
+
+def _ticks(values: pd.Index, most: int = 20) -> list[str]:
+    """Tick labels, thinned out (blank) when there are too many to read."""
+    step = max(1, int(np.ceil(len(values) / most)))
+    labels = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in values]
+    return [label if i % step == 0 else "" for i, label in enumerate(labels)]
+
+
+def history_figure(trials: pd.DataFrame) -> dict[str, str]:
+    """The ps.optimize history: each trial's value and the best so far."""
+    from .optimize import plot_history
+
+    return {"title": "search history", "uri": data_uri(plot_history(trials))}
