@@ -585,9 +585,9 @@ class Controller:
 def _bar(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, desc="trials", unit="trial")
+    return bar(total, "trials", "trial")
 
 
 # -- reading the trials back ------------------------------------------------------------
