@@ -24,6 +24,18 @@ def bar(total: int, desc: str, unit: str, enabled: bool = True, leave: bool = Tr
     return tqdm(total=total, disable=not enabled, desc=desc, unit=unit, leave=leave)
 
 
+def quiet_auto_import() -> None:
+    """Import tqdm.auto without its warning about a notebook lacking ipywidgets: libraries that
+    import it (Optuna) would print that warning in every such notebook, where our bars are text."""
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import tqdm.auto  # noqa: F401
+
+
 def in_notebook() -> bool:
     """Inside a Jupyter kernel (not a terminal IPython, not plain Python)."""
     ipython = sys.modules.get("IPython")
