@@ -74,6 +74,16 @@ def test_the_context_holds_the_summary_groups_and_figures(sweep):
     assert page["search"] is None
 
 
+def test_parameters_of_many_values_are_scattered_not_gridded(tmp_path):
+    from param_search import report_figures
+
+    rng = np.random.default_rng(1)
+    metrics = pd.DataFrame({"lr": rng.random(200), "depth": rng.random(200), "job_name": "j", "loss": rng.random(200)})
+    figures = report_figures.metric_figures(metrics, ["lr", "depth"])
+    assert [f["title"] for f in figures] == ["loss against lr", "loss against depth", "loss over lr and depth"]
+    assert all(f["uri"].startswith("data:image/png;base64,") for f in figures)
+
+
 def test_a_script_end_tag_in_an_output_cannot_end_the_data(sweep, tmp_path):
     table = sweep.copy()
     table.loc[0, "stdout"] = "</script><script>alert(1)</script>"
@@ -108,6 +118,7 @@ def test_a_search_report_shows_the_best_trial_and_the_history(tmp_path):
     best = ps.best(trials)
     assert page["search"]["ran"] == 6 and page["search"]["history"]["uri"].startswith("data:image/png")
     assert {"trial", "x", "loss", "job_name"} <= set(page["search"]["best_columns"])
+    assert [f["title"] for f in page["figures"]][:2] == ["loss against trial", "loss against x"]
     assert page["search"]["best"][0][page["search"]["best_columns"].index("job_name")] == best["job_name"]
 
 

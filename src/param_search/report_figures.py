@@ -17,6 +17,9 @@ from .plot import plot
 #: More panels than this say less than the table does; the first ones are kept.
 MAX_FIGURES = 24
 DPI = 80
+#: A parameter with more distinct values than this (e.g. drawn from a distribution) is shown as
+#: a scatter of points rather than as means per value or heat-map cells.
+MAX_LEVELS = 30
 
 
 def data_uri(fig: Any) -> str:
@@ -37,17 +40,41 @@ def metric_names(metrics: pd.DataFrame, params: list[str]) -> list[str]:
 
 def metric_figures(metrics: pd.DataFrame, params: list[str]) -> list[dict[str, str]]:
     """Each metric against each varied parameter (means over the others), then a heat-map of
-    each metric over the first two varied parameters."""
+    each metric over the first two varied parameters (a coloured scatter when they take too
+    many values for cells)."""
     varied = [p for p in params if p in metrics and metrics[p].astype(str).nunique() > 1]
     figures = []
     for y in metric_names(metrics, params):
         for x in varied:
             if len(figures) < MAX_FIGURES:
-                figures.append({"title": f"{y} against {x}", "uri": data_uri(plot(metrics, x=x, y=y))})
+                fig = plot(metrics, x=x, y=y) if _levels(metrics[x]) else scatter(metrics, x, y)
+                figures.append({"title": f"{y} against {x}", "uri": data_uri(fig)})
         if len(varied) >= 2 and len(figures) < MAX_FIGURES:
-            figures.append({"title": f"mean {y} over {varied[0]} and {varied[1]}",
-                            "uri": data_uri(heat_map(metrics, varied[0], varied[1], y))})
+            a, b = varied[:2]
+            cells = _levels(metrics[a]) and _levels(metrics[b])
+            fig = heat_map(metrics, a, b, y) if cells else scatter(metrics, a, b, colour=y)
+            figures.append({"title": f"{'mean ' if cells else ''}{y} over {a} and {b}", "uri": data_uri(fig)})
     return figures
+
+
+def _levels(values: pd.Series) -> bool:
+    """Few enough distinct values to group by."""
+    return values.astype(str).nunique() <= MAX_LEVELS
+
+
+def scatter(metrics: pd.DataFrame, x: str, y: str, colour: str | None = None):
+    """One point per metrics row: y against x, coloured by ``colour`` if given."""
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5), constrained_layout=True)
+    ys = metrics[y] if colour else pd.to_numeric(metrics[y], errors="coerce")   # a param, or a metric
+    values = pd.to_numeric(metrics[colour], errors="coerce") if colour else None
+    points = ax.scatter(metrics[x], ys, c=values, s=8, alpha=0.6, cmap="viridis" if colour else None)
+    if colour:
+        fig.colorbar(points, ax=ax, label=colour)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return fig
 
 
 def heat_map(metrics: pd.DataFrame, x: str, y: str, value: str):
