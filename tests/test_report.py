@@ -82,6 +82,8 @@ def test_parameters_of_many_values_are_scattered_not_gridded(tmp_path):
     figures = report_figures.metric_figures(metrics, ["lr", "depth"])
     assert [f["title"] for f in figures] == ["loss against lr", "loss against depth", "loss over lr and depth"]
     assert all(f["uri"].startswith("data:image/png;base64,") for f in figures)
+    assert report_figures._levels(pd.Series(np.repeat(np.arange(100) / 7, 4)))   # a grid: means per value
+    assert not report_figures._levels(metrics["lr"])
 
 
 def test_a_script_end_tag_in_an_output_cannot_end_the_data(sweep, tmp_path):

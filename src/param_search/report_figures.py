@@ -17,9 +17,11 @@ from .plot import plot
 #: More panels than this say less than the table does; the first ones are kept.
 MAX_FIGURES = 24
 DPI = 80
-#: A parameter with more distinct values than this (e.g. drawn from a distribution) is shown as
-#: a scatter of points rather than as means per value or heat-map cells.
+#: A parameter's values are grouped (means per value, heat-map cells) when there are at most
+#: this many, or when each repeats (a grid) and there are at most MAX_GRID_LEVELS; values drawn
+#: from a distribution, all different, are shown as a scatter of points instead.
 MAX_LEVELS = 30
+MAX_GRID_LEVELS = 200
 
 
 def data_uri(fig: Any) -> str:
@@ -58,8 +60,9 @@ def metric_figures(metrics: pd.DataFrame, params: list[str]) -> list[dict[str, s
 
 
 def _levels(values: pd.Series) -> bool:
-    """Few enough distinct values to group by."""
-    return values.astype(str).nunique() <= MAX_LEVELS
+    """Values to group by: few, or repeated as in a grid."""
+    distinct = values.astype(str).nunique()
+    return distinct <= MAX_LEVELS or (distinct <= MAX_GRID_LEVELS and 4 * distinct <= len(values))
 
 
 def scatter(metrics: pd.DataFrame, x: str, y: str, colour: str | None = None):
