@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install param_search into it the way users do: a wheel
 # built from this tree (`pip install .`, not editable), with its test dependencies and the
-# optional `search` extra (Optuna, which ps.optimize needs).
+# optional `search` and `report` extras (Optuna for ps.optimize, Jinja2 for ps.report).
 # Run again after changing the code: the package is reinstalled every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip > /dev/null
-    .venv/bin/python -m pip install -q '.[test,search]'   # search: Optuna, for ps.optimize
+    .venv/bin/python -m pip install -q '.[test,search,report]'   # Optuna for ps.optimize, Jinja2 for ps.report
     touch "$stamp"
 fi
 # The package itself, rebuilt from the current tree (dependencies are in place already).

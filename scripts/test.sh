@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: makes .venv (the package installed as users install it), starts
 # the local Slurm cluster and Grid Engine when it can (root with apt; required when
-# CI=true), then pytest. Extra arguments go to pytest.
+# CI=true) and installs headless Chromium for the browser tests (required when CI=true), then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh
@@ -15,4 +15,11 @@ for scheduler in slurm sge; do
         echo "$scheduler tests will be skipped: scripts/start-$scheduler.sh failed" >&2
     fi
 done
+if ! scripts/install-chromium.sh; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "CI=true but Chromium could not be installed" >&2
+        exit 1
+    fi
+    echo "browser tests will be skipped: scripts/install-chromium.sh failed" >&2
+fi
 exec .venv/bin/python -m pytest -ra "$@"

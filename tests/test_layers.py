@@ -13,7 +13,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "param_search"
 #: Each module's layer: a module may import only modules of lower layers.
 LAYERS = [
     ["errors"],
-    ["states", "files", "identity", "proc", "resources"],
+    ["states", "files", "identity", "proc", "resources", "progress"],
     ["record", "space", "render", "retry"],
     ["lifecycle", "search_space"],
     ["index_file", "attempts"],
@@ -24,8 +24,10 @@ LAYERS = [
     ["queues.registry"],
     ["refresh", "table", "dispatch", "loop"],
     ["metrics", "plot", "api"],
-    ["watch", "textview"],
+    ["watch", "textview", "jobview"],
     ["optimize"],
+    ["report_figures"],
+    ["report"],
     ["cli", "_runner", "_controller", "__init__", "queues.__init__"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
@@ -33,7 +35,8 @@ LAYER = {module: level for level, modules in enumerate(LAYERS) for module in mod
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
-           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller"]
+           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller",
+           "report_figures", "report", "progress", "jobview"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")
 

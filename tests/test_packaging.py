@@ -18,7 +18,8 @@ import param_search
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "param_search"
 RUNTIME_FILES = sorted(str(p.relative_to(SOURCE.parent)) for p in SOURCE.rglob("*")
-                       if p.suffix in (".py", ".sh") and "__pycache__" not in p.parts)
+                       if p.is_file() and (p.suffix in (".py", ".sh") or "templates" in p.parts)
+                       and "__pycache__" not in p.parts)
 
 
 def test_the_suite_runs_against_an_installed_package_not_the_source_tree():
@@ -47,6 +48,7 @@ def test_wheel_holds_every_module_the_wrapper_and_the_license(dists):
     names = zipfile.ZipFile(wheel).namelist()
     missing = [f for f in RUNTIME_FILES if f not in names]
     assert not missing and "param_search/wrapper.sh" in names
+    assert "param_search/templates/report.html.j2" in names   # ps.report's page
     assert any(n.endswith("licenses/LICENSE") for n in names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "License-Expression: MIT" in metadata

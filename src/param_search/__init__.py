@@ -12,11 +12,13 @@ from .api import cancel, load, resubmit, status, submit, wait
 from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, MetricsError, OptionError,
                      ParamSearchError, ParamSpaceError, QueueError, RefusedError, SubmitLimitError,
                      TemplateError)
+from .jobview import show
 from .metrics import metrics
 from .optimize import best, optimize, plot_history
 from .plot import plot
 from .queues.base import Queue
 from .queues.local import LocalQueue
+from .report import report
 from .retry import Retry
 from .space import Params, ParamSpace
 from .states import JobState
@@ -39,5 +41,5 @@ __all__ = [
     "plot", "Queue", "LocalQueue", "SlurmQueue", "TorqueQueue", "SGEQueue", "JobState", "ParamSearchError", "ParamSpaceError",
     "TemplateError", "ExperimentError", "ConflictError", "QueueError", "CommandError", "MetricsError",
     "OptionError", "ColumnError", "RefusedError", "SubmitLimitError", "Retry", "optimize", "best",
-    "plot_history",
+    "plot_history", "report", "show",
 ]

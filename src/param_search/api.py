@@ -326,9 +326,9 @@ def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, pr
 
 
 def _wait_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, disable=not enabled, desc="final", unit="job")
+    return bar(total, "final", "job", enabled)
 
 
 def _show(bar, table: pd.DataFrame) -> None:

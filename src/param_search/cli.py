@@ -9,6 +9,7 @@ examples:
   param-search watch sweep --detach          keep the sweep going (retry, top up) in the background
   param-search metrics sweep -o metrics.csv
   param-search plot sweep -x lr -y loss -o loss.png
+  param-search report sweep -o sweep.html   one HTML page to open or mail: summary, jobs, failures, plots
   param-search ls ~/experiments              every experiment below a folder, counts per state
 
 Errors print their message (exit code 1); --debug shows the traceback too.
@@ -86,12 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--pattern", default=None, help="metrics file name, as for metrics")
     plot.add_argument("-o", "--output", required=True, help="the image file (.png, .pdf, .svg)")
     plot.set_defaults(run=_plot)
-    for sub in (status, wait, resubmit, cancel, watch, metrics, plot):
+    report = commands.add_parser("report", help="write one self-contained HTML page about the sweep")
+    report.add_argument("-o", "--output", default=None,
+                        help="the HTML file (default: report.html in the experiment folder)")
+    report.set_defaults(run=_report)
+    for sub in (status, wait, resubmit, cancel, watch, metrics, plot, report):
         sub.add_argument("work_dir", help="the experiment folder (ps.submit's work_dir)")
     ls = commands.add_parser("ls", help="list the experiments under a folder with their counts per state")
     ls.add_argument("folder", nargs="?", default=".", help="where to look (default: here)")
     ls.set_defaults(run=_ls)
-    for sub in (status, wait, resubmit, cancel, watch, metrics, plot, ls):
+    for sub in (status, wait, resubmit, cancel, watch, metrics, plot, report, ls):
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -169,6 +174,16 @@ def _plot(args) -> int:
     fig = draw(read_metrics(api.load(args.work_dir), **_pattern(args)), x=args.x, y=args.y)
     fig.savefig(args.output)
     print(f"{len(args.y)} x {len(args.x)} panel(s) -> {args.output}")
+    return 0
+
+
+def _report(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .report import report
+
+    print(f"report -> {report(args.work_dir, args.output)}")
     return 0
 
 

@@ -38,6 +38,7 @@ from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError,
 from .experiment import Experiment
 from .files import atomic_write
 from .lifecycle import Pruned, apply
+from .progress import quiet_auto_import
 from .metrics import DEFAULT_PATTERN, job_rows
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_for
@@ -110,6 +111,7 @@ def optimize(template: str, name: str, space: Mapping[str, Any], objective: "str
             not needed to resume.
         timeout: give up waiting after this many seconds (TimeoutError; rerun to continue).
     """
+    quiet_auto_import()
     search = check(template, name, space, objective, direction, n_trials, max_running, sampler, seed,
                    pruner, pattern, storage)
     queue = _queue(use, max_running, queue_options)
@@ -585,9 +587,9 @@ class Controller:
 def _bar(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import bar
 
-    return tqdm(total=total, desc="trials", unit="trial")
+    return bar(total, "trials", "trial")
 
 
 # -- reading the trials back ------------------------------------------------------------

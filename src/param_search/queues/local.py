@@ -552,6 +552,6 @@ def _started_pid(exp: "Experiment", record: "Record") -> int | None:
 
 
 def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(total=total, disable=not enabled, desc="jobs", unit="job", leave=True)
+    return bar(total, "jobs", "job", enabled)
