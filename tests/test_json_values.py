@@ -219,4 +219,5 @@ def _record(name):
     return {"job_name": name, "hash": "h" + name, "params": {}, "script_hash": "s", "mode": "source",
             "attempt": 0, "queue": None, "job_id": None, "batch": None, "owner": None, "state": "NEW",
             "exit_code": None, "signal": None, "submitted": None, "started": None, "ended": None,
-            "node": None, "reason": None, "error": None, "stdout": None, "stderr": None}
+            "node": None, "reason": None, "error": None, "stdout": None, "stderr": None, "restarts": 0,
+            "time_limit": None, "mem_limit": None, "excluded": None, "history": None}
