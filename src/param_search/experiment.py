@@ -377,7 +377,9 @@ class Experiment:
 
     # -- job folders -------------------------------------------------------------------
     def setup_job(self, job: RenderedJob) -> None:
-        """Write a job's folder: ``job.sh``, then ``params.json``, which marks it complete.
+        """Write a job's folder: ``checkpoint/`` (``$PS_CHECKPOINT_DIR``, made here so that the
+        wrapper need not run ``mkdir`` for every job), ``job.sh``, then ``params.json``, which
+        marks it complete.
 
         A folder holding only part of that (a crash between the writes) is written again;
         a complete one must hold the same job, and any other folder of that name is not
@@ -390,11 +392,12 @@ class Experiment:
             if _is_complete(job_dir):
                 self._check_existing(job)
                 return
-            if not set(os.listdir(job_dir)) <= {"job.sh", "params.json"}:
+            if not set(os.listdir(job_dir)) <= {"job.sh", "params.json", CHECKPOINTS}:
                 raise ConflictError(
                     f"{job_dir!r} exists and is not a job folder of this experiment; move it away, "
                     "or use a work_dir or job name format that does not collide with it"
                 ) from None
+        os.makedirs(f"{job_dir}/{CHECKPOINTS}", exist_ok=True)
         write_file(f"{job_dir}/job.sh", job.script, mode=0o755)
         write_file(f"{job_dir}/params.json", job.params_json())
 
@@ -419,6 +422,10 @@ class Experiment:
             raise ConflictError(conflict_message(self, job.job_name))
 
 
+#: The job's own checkpoint folder inside its job folder (the wrapper's $PS_CHECKPOINT_DIR).
+CHECKPOINTS = "checkpoint"
+
+
 def conflict_message(exp: Experiment, job_name: str) -> str:
     return (
         f"job {job_name!r} already exists in {exp.work_dir!r} with different parameters or a "
@@ -429,12 +436,7 @@ def conflict_message(exp: Experiment, job_name: str) -> str:
 
 def _read_members(path: str) -> list[tuple[str, int]]:
     """(job name, attempt) per line of a batch's member list; damaged lines are skipped."""
-    try:
-        with open(path) as f:
-            rows = [line.rstrip("\n").split("\t") for line in f]
-    except FileNotFoundError:
-        return []
-    return [(row[0], int(row[1])) for row in rows if len(row) == 2 and row[1].isdigit()]
+    return _name_attempt_rows(path, exact=True)
 
 
 def write_map(path: str, lines: list[tuple[str, int, str]]) -> None:
@@ -445,12 +447,19 @@ def write_map(path: str, lines: list[tuple[str, int, str]]) -> None:
 
 def read_map(path: str) -> list[tuple[str, int]]:
     """(job dir, attempt) per line of a map file (nothing if it is gone)."""
+    return _name_attempt_rows(path, exact=False)
+
+
+def _name_attempt_rows(path: str, exact: bool) -> list[tuple[str, int]]:
+    """The first two tab-separated fields of each line, (text, attempt); lines with fewer
+    fields (with ``exact``: other than two) or no attempt number are skipped."""
     try:
         with open(path) as f:
             rows = [line.rstrip("\n").split("\t") for line in f]
     except FileNotFoundError:
         return []
-    return [(p[0], int(p[1])) for p in rows if len(p) >= 2 and p[1].isdigit()]
+    return [(row[0], int(row[1])) for row in rows
+            if (len(row) == 2 if exact else len(row) >= 2) and row[1].isdigit()]
 
 
 def _is_complete(job_dir: str) -> bool:

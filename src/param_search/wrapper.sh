@@ -68,7 +68,7 @@ _ps_run() {
     fi
     set +C
     export PS_RESTART_COUNT=$_ps_restart PS_CHECKPOINT_DIR=$PWD/checkpoint
-    mkdir -p "$PS_CHECKPOINT_DIR"
+    [[ -d $PS_CHECKPOINT_DIR ]] || mkdir -p "$PS_CHECKPOINT_DIR"   # made at set-up; not in older folders
     _ps_finish() {
         [[ -n $_ps_done ]] && return
         _ps_done=1
