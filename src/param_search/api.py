@@ -215,8 +215,10 @@ def status(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
     names, send held-back jobs there is room for) and return the table after that.
     """
     table = _status(jobs)
-    if apply and apply_policy(Experiment.open(work_dir_of(table)), table):
-        table = _status(_names_frame(Experiment.open(work_dir_of(table)), table["job_name"].tolist()))
+    if apply:
+        exp = Experiment.open(work_dir_of(table))
+        if apply_policy(exp, table):
+            table = _status(_names_frame(exp, table["job_name"].tolist()))
     return table
 
 

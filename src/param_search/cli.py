@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from .errors import ParamSearchError
 from .states import RESUBMIT_STATES
+from .textview import counts_line
 
 
 
@@ -99,11 +100,6 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (status, wait, resubmit, cancel, watch, metrics, plot, report, ls):
         sub.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
-
-
-def _summary(jobs) -> str:
-    counts = jobs["job_state"].value_counts()
-    return ", ".join(f"{n} {state}" for state, n in counts.items())
 
 
 def _status(args) -> int:
@@ -241,7 +237,7 @@ def _wait(args) -> int:
     from . import api
 
     jobs = api.wait(args.work_dir, timeout=args.timeout)
-    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    print(counts_line(jobs))
     return 0 if (jobs["job_state"] == "COMPLETED").all() else 3
 
 
@@ -250,7 +246,7 @@ def _resubmit(args) -> int:
 
     states = [s.strip().upper() for s in args.states.split(",") if s.strip()]
     jobs = api.resubmit(args.work_dir, states=states, max_attempts=args.max_attempts)
-    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    print(counts_line(jobs))
     return 0
 
 
@@ -258,7 +254,7 @@ def _cancel(args) -> int:
     from . import api
 
     jobs = api.cancel(args.work_dir)
-    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    print(counts_line(jobs))
     return 0
 
 
@@ -279,7 +275,7 @@ def _watch(args) -> int:
     except KeyboardInterrupt:
         print("param-search: stopped watching; the jobs go on", file=sys.stderr)
         return 130
-    print(f"{len(jobs)} jobs: {_summary(jobs)}")
+    print(counts_line(jobs))
     return 0 if (jobs["job_state"] == "COMPLETED").all() else 3
 
 

@@ -10,6 +10,7 @@ supervisor and ``ps.status(apply=True)`` alike.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -108,17 +109,18 @@ def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list
     policy = exp.policy()
     free = room(policy, records) + (1 if probe and _limit_binds(policy) else 0)
     now, later = (chosen, []) if free >= len(chosen) else (chosen[:int(free)], chosen[int(free):])
-    _hold(exp, queue, later, _limit_words(policy) if _limit_binds(policy) else f"max_queued={policy.get('max_queued')}",
-          overrides)
-    refused = _within_limit(exp, queue, records, now, scripts or {}, overrides)
+    binds = _limit_binds(policy)
+    _hold(exp, queue, later, _limit_words(policy) if binds else f"max_queued={policy.get('max_queued')}", overrides)
+    refused = _within_limit(exp, queue, records, now, scripts or {}, overrides) if now else None
     if refused:
         exp.save_records(records)
         _learn_limit(exp, records, refused[1])
         _hold(exp, queue, refused[0], _limit_words(exp.policy()), overrides)
-    elif probe and _limit_binds(policy) and now:
+    elif probe and binds and now:
         policy["submit_limit"]["queued"] = max(policy["submit_limit"]["queued"], in_queue(records))
         exp.save_policy(policy)
-    exp.save_records(records)
+    if refused or not now:   # else the last hand-over saved every record, held ones included
+        exp.save_records(records)
     return len(now) - (len(refused[0]) if refused else 0)
 
 
@@ -282,16 +284,13 @@ REFUSED_NOTE = r"attempt (\d+): retry refused[^;]*$"
 
 
 def _refused_before(record: Record) -> bool:
-    import re
-
     found = re.search(REFUSED_NOTE, record["history"] or "")
     return bool(found) and int(found.group(1)) == record["attempt"]
 
 
-def _retry(exp: Experiment, records: dict[str, Record], ended: list[Record], retry: Retry | None) -> int:
+def _retry(exp: Experiment, records: dict[str, Record], ended: list[Record], retry: Retry) -> int:
     """Send ``ended`` again, each with the resources the policy decides, grouped by queue
     settings (one submission per group); return how many were handed to a queue."""
-    assert retry is not None
     groups: dict[str, tuple[Queue, list[Record], dict[str, Any]]] = {}
     for record in ended:
         queue = queue_for(exp, record["queue"], record["batch"])

@@ -223,7 +223,7 @@ def apply(record: "Record", event: Event) -> bool:
         record.update(state=PENDING, job_id=event.job_id, reason=event.reason)
         record.update(event.resources or {})
     elif isinstance(event, Waiting):
-        if state not in (PENDING, SUBMITTING) or is_held(record):
+        if state not in (PENDING, SUBMITTING):
             return False
         record["reason"] = event.reason
     elif isinstance(event, Started):

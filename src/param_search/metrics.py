@@ -196,7 +196,7 @@ def job_rows(work_dir: str, job_name: str, params: dict, job_hash: str, pattern:
     reads one job at a time."""
     reader, problems = _Reader(sep), []
     for path in _path_maker(work_dir, pattern, {job_name: job_hash})(job_name, params, problems):
-        reader.read(path, job_name, params, problems)
+        reader.read(path, job_name, 0, problems)
     if not reader.n_rows:
         return None, problems[0] if problems else f"{job_name} (no metrics file)"
     for column in reader.columns.values():

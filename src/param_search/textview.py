@@ -8,6 +8,7 @@ import shutil
 
 import pandas as pd
 
+from .resources import clock
 from .states import FINAL_STATES
 
 #: ANSI colours of states on a terminal.
@@ -54,8 +55,7 @@ def _cell(row, name: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
     if name == "runtime":
-        seconds = int(value)
-        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        return clock(int(value))
     return str(value).replace("\n", " ")
 
 

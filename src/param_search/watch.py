@@ -26,6 +26,8 @@ from .dispatch import apply_policy
 from .errors import ExperimentError
 from .attempts import process_alive, process_identity
 from .experiment import Experiment
+from .resources import clock
+from .textview import counts_line
 from .queues.base import Queue
 from .queues.registry import queue_class, queue_for
 from .states import FINAL_STATES, RUNNING
@@ -171,8 +173,7 @@ class View:
         self.last = ""
 
     def show(self, table: pd.DataFrame) -> None:
-        counts = ", ".join(f"{n} {s}" for s, n in table["job_state"].value_counts().items())
-        line = f"{time.strftime('%H:%M:%S')} {len(table)} jobs: {counts}"
+        line = f"{time.strftime('%H:%M:%S')} {counts_line(table)}"
         if not self.tty:
             if line[9:] != self.last[9:]:
                 print(line, file=self.out, flush=True)
@@ -190,11 +191,9 @@ class View:
         if not is_running.any():
             return []
         running = table.loc[is_running, ["job_name", "node", "started"]]
-        if not len(running):
-            return []
         now = time.time()
         rows = [f"  {r.job_name:<30} {str(r.node or ''):<12} "
-                f"{'' if pd.isna(r.started) else _clock(now - r.started.timestamp())}"
+                f"{'' if pd.isna(r.started) else clock(int(max(now - r.started.timestamp(), 0)))}"
                 for r in running.head(self.rows).itertuples()]
         more = [f"  ... and {len(running) - self.rows} more running"] if len(running) > self.rows else []
         return ["running:", *rows, *more]
@@ -209,7 +208,3 @@ class View:
         return ["latest failures:", *(f"  {r.job_name:<30} {r.job_state:<13} {str(r.error or '')[:80]}"
                                       for r in latest.itertuples())]
 
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
