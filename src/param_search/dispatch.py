@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from .errors import ExperimentError, OptionError, RefusedError, SubmitLimitError
 from .experiment import Experiment
 from .files import token
-from .lifecycle import HELD, Handed, Held, Noted, Refused, apply, is_held
+from .lifecycle import HELD, Handed, Held, Noted, Refused, apply, in_a_queue, in_a_queue_rows, is_held
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_class, queue_for
 from .record import Record
+from .record_map import RecordMap
 from .retry import Retry
 from .states import ACTIVE_STATES, FINAL_STATES
 
@@ -64,7 +65,9 @@ def retry_policy(policy: Mapping[str, Any]) -> Retry | None:
 
 def in_queue(records: Mapping[str, Record]) -> int:
     """How many of the experiment's jobs the queues hold (held-back ones are not there)."""
-    return sum(1 for r in records.values() if r["state"] in ACTIVE_STATES and not is_held(r))
+    if isinstance(records, RecordMap):   # without reading every row
+        return records.count(in_a_queue, in_a_queue_rows)
+    return sum(map(in_a_queue, records.values()))
 
 
 def room(policy: Mapping[str, Any], records: Mapping[str, Record]) -> float:
@@ -152,7 +155,7 @@ def _within_limit(exp: Experiment, queue: Queue, records: dict[str, Record], gro
 
 def _unsent(record: Record) -> bool:
     """Whether a record handed in a refused submission went back (it has no live attempt)."""
-    return record["state"] not in ACTIVE_STATES or is_held(record)
+    return not in_a_queue(record)
 
 
 def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: list[Record],

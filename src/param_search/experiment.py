@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ExperimentError
@@ -36,6 +36,7 @@ from . import index_file
 from .files import atomic_write, token, write_file, write_json
 from .identity import json_default, params_hash, untag_nonfinite
 from .record import Record, new_record, script_digest
+from .record_map import RecordMap
 from .render import STATE_DIR_NAME, RenderedJob
 from .lifecycle import Recovered, apply
 from .states import PRUNED
@@ -223,9 +224,10 @@ class Experiment:
                 self._lock_fd = None
 
     # -- the index ---------------------------------------------------------------------
-    def load_records(self) -> dict[str, Record]:
-        """All job records by name, from the index, rebuilt from job folders if it is lost."""
-        return {r["job_name"]: r for r in index_file.to_records(self.load_index())}
+    def load_records(self) -> RecordMap:
+        """All job records by name, from the index (rebuilt from job folders if it is lost);
+        rows become records as they are read."""
+        return RecordMap(self.load_index(), self.work_dir)
 
     def load_index(self) -> "pa.Table":
         """The index as an Arrow table (see index_file.py), rebuilt from job folders if it is lost."""
@@ -253,16 +255,22 @@ class Experiment:
             os.replace(self.legacy_index_path, self.legacy_index_path + ".migrated")
         return index
 
-    def save_records(self, records: dict[str, Record]) -> None:
-        """Atomically replace the index with ``records``."""
-        self.save_index(index_file.from_records(list(records.values()), self.work_dir))
+    def save_records(self, records: "Mapping[str, Record]") -> None:
+        """Atomically replace the index with ``records`` (all of them)."""
+        if isinstance(records, RecordMap) and records.work_dir == self.work_dir:
+            table = records.table()
+            if table is not records.index:   # else nothing changed since it was read or saved
+                self.save_index(table)
+                records.saved(table)
+        else:
+            self.save_index(index_file.from_records(list(records.values()), self.work_dir))
 
     def save_index(self, index: "pa.Table") -> None:
         """Atomically replace the index with an index table (see index_file.py)."""
         index_file.write(self.index_path, index_file.with_token(index, self.token))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[dict[str, Record]]:
+    def transaction(self) -> Iterator[RecordMap]:
         """Lock, load every record (by name), let the caller change them, save them.
 
         An exception inside leaves the index as the caller last saved it (nothing more).
@@ -272,12 +280,13 @@ class Experiment:
             yield records
             self.save_records(records)
 
-    def update(self, changed: list[Record]) -> dict[str, Record]:
+    def update(self, changed: list[Record]) -> RecordMap:
         """Write ``changed`` records into the index under the lock; return the new index.
 
         A trial that an adaptive search pruned meanwhile stays PRUNED: the copy of a runner
         that watched its job end (killed, so CANCELLED) is older news."""
         with self.transaction() as records:
+            records.prefetch([r["job_name"] for r in changed])
             for record in changed:
                 held = records.get(record["job_name"])
                 if held and held["state"] == PRUNED and held["attempt"] == record["attempt"]:

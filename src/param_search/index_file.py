@@ -80,6 +80,50 @@ def to_records(table: pa.Table) -> list["Record"]:
     return records
 
 
+def record_at(table: pa.Table, row: int) -> "Record":
+    """The record of one row of an index table (what :func:`to_records` gives for it,
+    without a column-wide conversion)."""
+    record: dict[str, Any] = {}
+    for name, kind in FIELDS.items():
+        if name != "params":
+            value = table.column(name)[row]
+            record[name] = value.as_py() if kind != _TIME or value.value is None else value.value / 1e6
+    record["params"] = loads(table.column("params")[row].as_py())
+    return record
+
+
+def append_records(table: pa.Table, records: list["Record"], work_dir: str) -> pa.Table | None:
+    """``table`` with ``records`` appended, or None where that would not be the table
+    :func:`from_records` makes of all of them: a parameter column it would type otherwise
+    once the values meet (a new parameter, a typed column with gaps, floats meeting ints)."""
+    if (table.schema.metadata or {}).get(b"work_dir") != work_dir.encode():
+        return None   # the experiment moved: every job_dir is made again
+    tail = from_records(records, work_dir)
+    head_params = [n for n in table.column_names if n.startswith(PARAM_PREFIX)]
+    if sorted(head_params) != sorted(n for n in tail.column_names if n.startswith(PARAM_PREFIX)):
+        return None
+    for name in head_params:
+        field, other = table.schema.field(name), tail.schema.field(name)
+        if field.type != other.type or (field.metadata or {}) != (other.metadata or {}):
+            return None
+        if field.metadata and field.metadata.get(b"json") or field.type == pa.null():
+            continue
+        if table.column(name).null_count or tail.column(name).null_count:
+            return None
+        if field.type == pa.float64() and not _plain_floats([r["params"].get(name[len(PARAM_PREFIX):])
+                                                            for r in records]):
+            return None
+    tail = tail.select(table.column_names).replace_schema_metadata(table.schema.metadata)
+    return pa.concat_tables([table, tail])
+
+
+def _plain_floats(values: list[Any]) -> bool:
+    """Whether none of ``values`` could meet an int shown as a float (an int, or a whole float)."""
+    import numpy as np
+
+    return all(isinstance(v, (float, np.floating)) and not float(v).is_integer() for v in values)
+
+
 def job_dirs(table: pa.Table, work_dir: str) -> pa.ChunkedArray:
     """The job folders of an index table's rows, for an experiment now at ``work_dir``."""
     if (table.schema.metadata or {}).get(b"work_dir") == work_dir.encode():
@@ -113,8 +157,10 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
     return pc.divide(pc.cast(column, _INT), 1e6).to_pylist()
 
 
-def replace_rows(table: pa.Table, rows: "np.ndarray", records: list["Record"]) -> pa.Table:
-    """``table`` with the record fields of ``rows`` replaced by ``records`` (same order).
+def replace_rows(table: pa.Table, rows: "np.ndarray | list[int]", records: list["Record"],
+                 fields: "set[str] | None" = None) -> pa.Table:
+    """``table`` with the record fields of ``rows`` replaced by ``records`` (same order);
+    only ``fields`` of them, if given (those that changed).
 
     Parameters and ``job_dir`` never change for a job, so only the record fields are spliced.
     """
@@ -127,7 +173,7 @@ def replace_rows(table: pa.Table, rows: "np.ndarray", records: list["Record"]) -
     selector[rows] = table.num_rows + np.arange(len(rows))
     selector = pa.array(selector)
     for name, kind in FIELDS.items():
-        if name in ("job_name", "hash", "params"):
+        if name in ("job_name", "hash", "params") or (fields is not None and name not in fields):
             continue
         new = _array([r[name] for r in records], kind)
         both = pa.chunked_array(table.column(name).chunks + [new], type=kind)

@@ -40,6 +40,9 @@ from .states import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
     from .record import Record
 
 #: Signals that mean someone stopped the job on purpose (the wrapper records them).
@@ -273,6 +276,24 @@ def apply(record: "Record", event: Event) -> bool:
 def is_held(record: "Record") -> bool:
     """Whether the record waits in the experiment (see :class:`Held`), not in a queue."""
     return record["state"] == PENDING and (record["reason"] or "").startswith(HELD)
+
+
+def in_a_queue(record: "Record") -> bool:
+    """Whether a queue holds the record's attempt (active, and not held back)."""
+    return record["state"] in ACTIVE_STATES and not is_held(record)
+
+
+def in_a_queue_rows(index: "pa.Table") -> "np.ndarray":
+    """:func:`in_a_queue` of each row of an index table, as a boolean mask."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    active = pc.is_in(index.column("state"), pa.array(sorted(ACTIVE_STATES), pa.large_string()))
+    held = pc.and_(pc.equal(index.column("state"), PENDING),
+                   pc.fill_null(pc.starts_with(index.column("reason"), HELD), False))
+    both = pc.and_(active, pc.invert(held)).combine_chunks()
+    return np.asarray(both.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def unlisted_since(record: "Record") -> float | None:

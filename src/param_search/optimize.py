@@ -350,6 +350,7 @@ class Controller:
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
         self.wait, self.sent = wait, True
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
+        self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -389,18 +390,20 @@ class Controller:
 
         known = {t.user_attrs.get("job_name"): t for t in self.study.get_trials(deepcopy=False)}
         records = self.exp.load_records()
+        records.prefetch(table["job_name"].tolist())
         for row in table.sort_values(TRIAL).itertuples():
             record = records[row.job_name]
+            self.identity[row.job_name] = record["params"], record["hash"]
             ours = self.search.space.trial_params(record["params"])
             if row.job_name in known:
                 frozen = known[row.job_name]
                 if frozen.state.is_finished():
-                    self.outcomes[row.job_name] = self._outcome(record, row.job_state, row.error)
+                    self.outcomes[row.job_name] = self._outcome(row.job_name, row.job_state, row.error)
                 else:
                     self.pending[row.job_name] = optuna.Trial(self.study, frozen._trial_id)
                 continue
             if row.job_state in FINAL_STATES:
-                outcome = self._outcome(record, row.job_state, row.error)
+                outcome = self._outcome(row.job_name, row.job_state, row.error)
                 self.outcomes[row.job_name] = outcome
                 self.study.add_trial(optuna.trial.create_trial(
                     state=optuna.trial.TrialState[outcome.state],
@@ -421,19 +424,18 @@ class Controller:
                       & table["job_name"].isin(list(self.pending)).to_numpy()]
         if not len(ended):
             return False
-        records = self.exp.load_records()
-        for row in ended.itertuples():
-            trial = self.pending.pop(row.job_name)
-            outcome = self._outcome(records[row.job_name], row.job_state, row.error)
-            self.outcomes[row.job_name] = outcome
-            self._report(row.job_name, trial, outcome.intermediate)
+        for name, state, error in zip(ended["job_name"], ended["job_state"], ended["error"]):
+            trial = self.pending.pop(name)
+            outcome = self._outcome(name, state, error)
+            self.outcomes[name] = outcome
+            self._report(name, trial, outcome.intermediate)
             self.study.tell(trial, outcome.values if outcome.state == "COMPLETE" else None,
                             state=optuna.trial.TrialState[outcome.state])
         self._check_objective()
         return False
 
-    def _outcome(self, record: dict, state: str, error: Any) -> Outcome:
-        rows, problem = self._rows(record)
+    def _outcome(self, job_name: str, state: str, error: Any) -> Outcome:
+        rows, problem = self._rows(job_name)
         last = {} if rows is None else {k: v[-1] for k, v in rows.items()}
         intermediate = self._intermediate(rows)
         if state == PRUNED:
@@ -452,9 +454,9 @@ class Controller:
                            f"({values})", last, intermediate)
         return Outcome([float(v) for v in values], "COMPLETE", None, last, intermediate)
 
-    def _rows(self, record: dict) -> "tuple[dict[str, list] | None, str | None]":
-        return job_rows(self.exp.work_dir, record["job_name"], record["params"], record["hash"],
-                        self.search.pattern)
+    def _rows(self, job_name: str) -> "tuple[dict[str, list] | None, str | None]":
+        params, digest = self.identity[job_name]
+        return job_rows(self.exp.work_dir, job_name, params, digest, self.search.pattern)
 
     def _intermediate(self, rows: "dict[str, list] | None") -> dict[int, float]:
         """Step -> objective value of each metrics row (``step`` column, else the row number),
@@ -488,11 +490,10 @@ class Controller:
             return False
         running = table.loc[(table["job_state"] == RUNNING).to_numpy(), "job_name"].tolist()
         running = [n for n in running if n in self.pending]
-        records = self.exp.load_records() if running else {}
         stop = {}
         for job_name in running:
             trial = self.pending[job_name]
-            rows, _ = self._rows(records[job_name])
+            rows, _ = self._rows(job_name)
             step = self._report(job_name, trial, self._intermediate(rows))
             if step is not None and trial.should_prune():
                 stop[job_name] = f"pruned at step {step} ({self.search.objectives[0]} " \
@@ -543,6 +544,7 @@ class Controller:
         for job, trial in zip(jobs, trials):
             trial.set_user_attr("job_name", job.job_name)
             self.pending[job.job_name] = trial
+            self.identity[job.job_name] = job.params, job.hash
         try:
             with self.exp.transaction() as records:
                 for job in jobs:

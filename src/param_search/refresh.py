@@ -10,9 +10,9 @@ from . import index_file
 from .experiment import Experiment
 from .record import Record
 from .attempts import finalize, observe
-from .lifecycle import HELD, Unsent, Waiting, apply, is_held
+from .lifecycle import Unsent, Waiting, apply, in_a_queue, in_a_queue_rows
 from .queues.registry import DEFAULT, queue_class, queue_for
-from .states import ACTIVE_STATES, COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
+from .states import COMPLETED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +26,7 @@ def refresh(exp: Experiment, records: Iterable[Record],
     the scheduler stops calling it pending (that saves 10,000 file reads per refresh).
     ``snapshots``: per queue name, what its scheduler already answered this refresh.
     """
-    active = [r for r in records if r["state"] in ACTIVE_STATES and not is_held(r)]
+    active = [r for r in records if in_a_queue(r)]
     before = [_signature(r) for r in active]
     for name, group in _by_queue(active):
         hold = queue_class(name or DEFAULT).requeues   # a signal exit waits for its scheduler's word
@@ -94,10 +94,8 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     longer lists, local jobs -- become records and go through :func:`refresh`.
     """
     import numpy as np
-    import pyarrow.compute as pc
 
-    active = _mask(pc.is_in(index.column("state"), _string_set(ACTIVE_STATES)))
-    active &= ~_mask(pc.fill_null(pc.starts_with(index.column("reason"), HELD), False))   # in no queue
+    active = in_a_queue_rows(index)
     if rows is not None:
         chosen = np.zeros(index.num_rows, dtype=bool)
         chosen[rows] = True

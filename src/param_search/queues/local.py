@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from ..attempts import finalize, observe, process_alive, process_identity, read_start, read_status
 from ..errors import ExperimentError, OptionError
-from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply, is_held
-from ..states import ACTIVE_STATES, CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
+from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply, in_a_queue, is_held
+from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 from .base import Queue
 
 if TYPE_CHECKING:
@@ -122,8 +122,7 @@ class LocalQueue(Queue):
         default this queue's); False if there were none."""
         records = exp.load_records()
         chosen = records.values() if names is None else [records[n] for n in names if n in records]
-        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not is_held(r)
-                   and not owner_alive(exp, r["owner"]) for r in chosen):
+        if not any(r["queue"] == self.name and in_a_queue(r) and not owner_alive(exp, r["owner"]) for r in chosen):
             return False
         LocalRunner(exp, workers or self.workers, progress).run(None if names is None else set(names), deadline)
         return True
@@ -134,15 +133,14 @@ class LocalQueue(Queue):
 
     def run_detached(self, exp: "Experiment") -> bool:
         """Start a background runner if some local job has none."""
-        if not any(r["queue"] == self.name and r["state"] in ACTIVE_STATES and not is_held(r)
-                   and not owner_alive(exp, r["owner"]) for r in exp.load_records().values()):
+        if not any(r["queue"] == self.name and in_a_queue(r) and not owner_alive(exp, r["owner"]) for r in exp.load_records().values()):
             return False
         self.start_runner(exp)
         return True
 
     def refresh_records(self, exp: "Experiment", records: list["Record"]) -> None:
         """Bring the local records up to date: their attempt files, then their processes."""
-        active = [r for r in records if r["state"] in ACTIVE_STATES and not is_held(r)]
+        active = [r for r in records if in_a_queue(r)]
         for record in active:
             observe(exp, record)
         self.poll(exp, active)
