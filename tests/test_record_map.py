@@ -63,6 +63,12 @@ def test_the_saved_table_is_a_full_rewrite_of_the_records(seed):
         name = f"job_{rng.randrange(n)}"
         mapping[name]["state"] = expected[name]["state"] = rng.choice(STATES)
         mapping[name]["ended"] = expected[name]["ended"] = rng.choice([None, 1700000001.5])
+    for _ in range(rng.randint(0, 3)):   # records put in place of rows (read or not)
+        name = f"job_{rng.randrange(n)}"
+        assert mapping.stored(name, "state") == expected[name]["state"]
+        assert mapping.stored(name, "submitted") == expected[name]["submitted"]
+        expected[name] = dict(expected[name], state=rng.choice(STATES), attempt=expected[name]["attempt"] + 1)
+        mapping[name] = dict(expected[name])
     if rng.random() < 0.1:   # a job replaced by one with other params
         name = f"job_{rng.randrange(n)}"
         params = point(rng, names, pool)

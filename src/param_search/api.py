@@ -5,7 +5,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -222,15 +222,21 @@ def status(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
     return table
 
 
-def _status(jobs: JobsLike) -> pd.DataFrame:
+def _status(jobs: JobsLike, news: list[Record] | None = None, watched: "Collection[str]" = ()) -> pd.DataFrame:
     exp, names = _open(jobs, as_list=False)
     with exp.lock():
-        index = exp.load_index()
+        index = exp.merged_index(news) if news else exp.load_index()
         rows = _rows(index, names)
-        index, changed = refresh_index(exp, index, rows)
-        if changed:
+        index, changed = refresh_index(exp, index, rows, watched)
+        if changed or news:
             exp.save_index(index)
     return frame(exp, index if rows is None else index.take(rows))
+
+
+def status_with(work_dir: str, news: list[Record], watched: "Collection[str]") -> pd.DataFrame:
+    """:func:`status` of every job but those this process runs and watches itself
+    (``watched``), whose latest records (``news``) go in the same write of the index."""
+    return _status(work_dir, news, watched)
 
 
 def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.ndarray | None":

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExperimentError, OptionError, RefusedError, SubmitLimitError
@@ -98,12 +98,14 @@ def learned_limit(policy: Mapping[str, Any]) -> int | None:
 # -- sending -----------------------------------------------------------------------------
 def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list[Record],
          scripts: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None,
-         probe: bool = False) -> int:
+         probe: bool = False, then: "Callable[[list[Record]], None] | None" = None) -> int:
     """Hand ``chosen`` to ``queue`` within the sweep's limits; hold back the rest; return
     how many were handed.
 
     ``scripts``: rendered scripts by job name, when at hand. ``probe``: try one job more
-    than a learned submit limit allows (the limit may have grown). Raises RefusedError if
+    than a learned submit limit allows (the limit may have grown). ``then``: called with
+    each group the queue took, before the write that records it (to change them in that
+    same write, e.g. a local stepper's claim). Raises RefusedError if
     the queue refused them (they are as before), QueueError if the outcome is unknown (they
     stay SUBMITTING, found again by the next call).
     """
@@ -114,7 +116,7 @@ def send(exp: Experiment, queue: Queue, records: dict[str, Record], chosen: list
     now, later = (chosen, []) if free >= len(chosen) else (chosen[:int(free)], chosen[int(free):])
     binds = _limit_binds(policy)
     _hold(exp, queue, later, _limit_words(policy) if binds else f"max_queued={policy.get('max_queued')}", overrides)
-    refused = _within_limit(exp, queue, records, now, scripts or {}, overrides) if now else None
+    refused = _within_limit(exp, queue, records, now, scripts or {}, overrides, then) if now else None
     if refused:
         exp.save_records(records)
         _learn_limit(exp, records, refused[1])
@@ -135,22 +137,22 @@ def _limit_binds(policy: Mapping[str, Any]) -> bool:
 
 
 def _within_limit(exp: Experiment, queue: Queue, records: dict[str, Record], group: list[Record],
-                  scripts: Mapping[str, str], overrides: dict[str, Any] | None
-                  ) -> "tuple[list[Record], str] | None":
+                  scripts: Mapping[str, str], overrides: dict[str, Any] | None,
+                  then: "Callable[[list[Record]], None] | None" = None) -> "tuple[list[Record], str] | None":
     """Send ``group``; if a submit limit refuses part of it, send halves of that part until
     one job is refused. Returns the refused records and the scheduler's words, if any."""
     try:
-        _hand(exp, queue, records, group, scripts, overrides)
+        _hand(exp, queue, records, group, scripts, overrides, then)
         return None
     except SubmitLimitError as exc:
         refused = [r for r in group if _unsent(r)]
         if len(refused) <= 1:
             return refused, str(exc)
         half = len(refused) // 2
-        first = _within_limit(exp, queue, records, refused[:half], scripts, overrides)
+        first = _within_limit(exp, queue, records, refused[:half], scripts, overrides, then)
         if first:
             return first[0] + refused[half:], first[1]
-        return _within_limit(exp, queue, records, refused[half:], scripts, overrides)
+        return _within_limit(exp, queue, records, refused[half:], scripts, overrides, then)
 
 
 def _unsent(record: Record) -> bool:
@@ -159,7 +161,8 @@ def _unsent(record: Record) -> bool:
 
 
 def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: list[Record],
-          scripts: Mapping[str, str], overrides: dict[str, Any] | None) -> None:
+          scripts: Mapping[str, str], overrides: dict[str, Any] | None,
+          then: "Callable[[list[Record]], None] | None" = None) -> None:
     """Hand one group to the queue, recording the intent (and the queue's settings) before
     and the outcome after; records the queue definitely refused are restored as they were."""
     batch = new_batch(exp)
@@ -181,11 +184,14 @@ def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: li
     except BaseException:
         refused = False
         raise
+    else:
+        if then is not None:
+            then(sending)
     finally:
         if refused:   # what the queue did not take goes back as it was
-            for record in sending:
-                apply(record, Refused(before[record["job_name"]]))
-            exp.save_members(batch, [r for r in sending if r["batch"] == batch])
+            back = [r for r in sending if apply(r, Refused(before[r["job_name"]]))]
+            if back:
+                exp.save_members(batch, [r for r in sending if r["batch"] == batch])
         exp.save_records(records)
 
 

@@ -286,13 +286,15 @@ class Experiment:
         A trial that an adaptive search pruned meanwhile stays PRUNED: the copy of a runner
         that watched its job end (killed, so CANCELLED) is older news."""
         with self.transaction() as records:
-            records.prefetch([r["job_name"] for r in changed])
-            for record in changed:
-                held = records.get(record["job_name"])
-                if held and held["state"] == PRUNED and held["attempt"] == record["attempt"]:
-                    continue
-                records[record["job_name"]] = record
+            merge(records, changed)
         return records
+
+    def merged_index(self, changed: list[Record]) -> "pa.Table":
+        """The index with ``changed`` merged in as :meth:`update` does (the caller holds the
+        lock and saves it)."""
+        records = self.load_records()
+        merge(records, changed)
+        return records.table()
 
     def _rebuild_if_jobs(self, why: str) -> dict[str, Record]:
         records = self.rebuild()
@@ -479,3 +481,14 @@ def _is_complete(job_dir: str) -> bool:
         return True
     except (FileNotFoundError, ValueError):
         return False
+
+
+def merge(records: RecordMap, changed: list[Record]) -> None:
+    """Put ``changed`` records in place of theirs, but for a trial pruned meanwhile (see
+    :meth:`Experiment.update`)."""
+    for record in changed:
+        name = record["job_name"]
+        if name in records and records.stored(name, "state") == PRUNED \
+                and records.stored(name, "attempt") == record["attempt"]:
+            continue
+        records[name] = record

@@ -43,6 +43,8 @@ _STR, _INT, _TIME = pa.large_string(), pa.int64(), pa.timestamp("us")
 FIELDS: dict[str, pa.DataType] = {
     name: {"text": _STR, "json": _STR, "int": _INT, "time": _TIME}[kind] for name, kind in RECORD_FIELDS.items()
 }
+#: Record fields stored as Arrow timestamps (epoch seconds in records).
+TIME_FIELDS = frozenset(name for name, kind in FIELDS.items() if kind == _TIME)
 #: Fields added since this format version began, with what an index without them means:
 #: such an index is read as it is (no rebuild, which would lose pending jobs' ids).
 ADDED: dict[str, Any] = {"restarts": 0, "time_limit": None, "mem_limit": None, "excluded": None,
@@ -114,7 +116,7 @@ def append_records(table: pa.Table, records: list["Record"], work_dir: str) -> p
                                                             for r in records]):
             return None
     tail = tail.select(table.column_names).replace_schema_metadata(table.schema.metadata)
-    return pa.concat_tables([table, tail])
+    return pa.concat_tables([table, tail]).combine_chunks()   # chunks per append would slow every read
 
 
 def _plain_floats(values: list[Any]) -> bool:
@@ -248,6 +250,8 @@ def write(path: str, table: pa.Table) -> None:
     """Replace the file at ``path`` with ``table`` atomically (see ``atomic_write``)."""
     import pyarrow.ipc
 
+    if any(column.num_chunks > 1 for column in table.columns):
+        table = table.combine_chunks()   # one record batch: what read and take are fastest on
     sink = pa.BufferOutputStream()
     with pyarrow.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)

@@ -375,9 +375,11 @@ class Controller:
         if self.stepper is None:
             table = trial_rows(refreshed(self.exp))
         else:   # start what was sent, wait for one end (none: at once, after sending)
-            self.stepper(0.0 if self.sent else self.wait, self.waiting)
+            self.stepper(0.0 if self.sent else self.wait, self.waiting, write=False)
             self.sent = False
-            table = trial_rows(api.status(self.exp.work_dir))
+            news = self.stepper.news()   # written with the refresh: one write of the index
+            table = trial_rows(api.status_with(self.exp.work_dir, news, self.stepper.mine))
+            self.stepper.written(news)
             self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
         if not self.rebuilt:
             self._rebuild(table)
@@ -551,9 +553,9 @@ class Controller:
                     self.exp.setup_job(job)
                     records[job.job_name] = new_record(job)
                 chosen = [records[j.job_name] for j in jobs] + [records[n] for n in unsent]
-                send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs})
-                if self.stepper is not None:   # ours to run: claimed in this same write
-                    self.stepper.take(chosen)
+                # ours to run (local): claimed in the write that records the hand-over
+                send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs},
+                     then=None if self.stepper is None else self.stepper.take)
             self.sent = True
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",

@@ -35,6 +35,7 @@ class RecordMap(MutableMapping):
         self._read: dict[str, Record] = {}    # rows of the index read so far (maybe changed)
         self._before: dict[str, Record] = {}  # copies of them as the index holds them
         self._added: dict[str, Record] = {}   # records of jobs the index does not hold
+        self._replaced: dict[str, Record] = {}   # records put in place of rows not read
         self._singles = 0
 
     # -- the mapping ----------------------------------------------------------------------
@@ -48,7 +49,7 @@ class RecordMap(MutableMapping):
         return name in self._added or name in self.positions()
 
     def __getitem__(self, name: str) -> Record:
-        record = self._read.get(name) or self._added.get(name)
+        record = self._read.get(name) or self._replaced.get(name) or self._added.get(name)
         if record is not None:
             return record
         position = self.positions()[name]   # KeyError: no such job
@@ -64,11 +65,20 @@ class RecordMap(MutableMapping):
         return self._read.setdefault(name, record)
 
     def __setitem__(self, name: str, record: Record) -> None:
-        if name in self.positions():
-            self[name]   # the row as stored, to tell what changed
+        if name in self._read:
             self._read[name] = record
+        elif name in self.positions():
+            self._replaced[name] = record
         else:
             self._added[name] = record
+
+    def stored(self, name: str, field: str):
+        """One field of a job's record as the map holds it now, without reading its row."""
+        record = self._read.get(name) or self._replaced.get(name) or self._added.get(name)
+        if record is not None:
+            return record[field]
+        value = self.index.column(field)[self.positions()[name]]
+        return value.as_py() if field not in index_file.TIME_FIELDS else self[name][field]
 
     def __delitem__(self, name: str) -> None:
         raise TypeError("records are never removed from an experiment's index")
@@ -91,7 +101,8 @@ class RecordMap(MutableMapping):
     def prefetch(self, names: list[str]) -> None:
         """Read the rows of ``names`` (those in the index, not read yet) in one go."""
         positions = self.positions()
-        wanted = [n for n in dict.fromkeys(names) if n in positions and n not in self._read]
+        wanted = [n for n in dict.fromkeys(names) if n in positions and n not in self._read
+                  and n not in self._replaced]
         if len(wanted) > 1:
             rows = self.index.take([positions[n] for n in wanted])
             for name, record in zip(wanted, index_file.to_records(rows)):
@@ -102,7 +113,7 @@ class RecordMap(MutableMapping):
             return
         records = index_file.to_records(self.index)
         for name, record in zip(self.positions(), records):
-            if name not in self._read:
+            if name not in self._read and name not in self._replaced:
                 self._keep(name, record)
 
     # -- counting without reading ----------------------------------------------------------
@@ -113,9 +124,9 @@ class RecordMap(MutableMapping):
 
         mask = np.asarray(column_test(self.index), dtype=bool).copy()
         positions = self.positions()
-        mask[[positions[n] for n in self._read]] = False
+        mask[[positions[n] for n in [*self._read, *self._replaced]]] = False
         return int(mask.sum()) + sum(map(record_test, self._read.values())) \
-            + sum(map(record_test, self._added.values()))
+            + sum(map(record_test, self._replaced.values())) + sum(map(record_test, self._added.values()))
 
     # -- writing -------------------------------------------------------------------------
     def table(self) -> pa.Table:
@@ -124,13 +135,16 @@ class RecordMap(MutableMapping):
         records where that is not exact (a job's params changed, new parameter columns) or
         not cheaper."""
         changed = {n: r for n, r in self._read.items() if r != self._before[n]}
+        fields = {f for n, r in changed.items() for f, v in r.items() if v != self._before[n][f]}
+        if self._replaced:
+            changed.update(self._replaced)
+            fields = set(index_file.FIELDS)
         if not changed and not self._added:
             return self.index
-        if len(changed) * 2 > self.index.num_rows or any(r["hash"] != self._before[n]["hash"]
+        positions, hashes = self.positions(), self.index.column("hash")
+        if len(changed) * 2 > self.index.num_rows or any(r["hash"] != hashes[positions[n]].as_py()
                                                           for n, r in changed.items()):
             return self._rebuilt()
-        fields = {f for n, r in changed.items() for f, v in r.items() if v != self._before[n][f]}
-        positions = self.positions()
         table = index_file.replace_rows(self.index, [positions[n] for n in changed], list(changed.values()),
                                         fields)
         if not self._added:
@@ -140,6 +154,8 @@ class RecordMap(MutableMapping):
 
     def saved(self, table: pa.Table) -> None:
         """``table`` (what :meth:`table` gave) is now the stored index: changes count from here."""
+        self._read.update(self._replaced)
+        self._replaced = {}
         if self._added:
             positions = self.positions()
             positions.update(zip(self._added, range(len(positions), len(positions) + len(self._added))))

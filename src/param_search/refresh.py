@@ -3,7 +3,7 @@ one batched question per queue (its scheduler's answer applied through the lifec
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from . import index_file
@@ -84,10 +84,11 @@ UNDECIDED = ("its queue cannot tell yet whether it took this job (its accounting
 
 
 # -- the column-wise refresh of an index table --------------------------------------------
-def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" = None
-                  ) -> "tuple[pa.Table, bool]":
+def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" = None,
+                  watched: "Collection[str]" = ()) -> "tuple[pa.Table, bool]":
     """Refresh the chosen ``rows`` of an index table (default: all); return it and whether
-    anything changed.
+    anything changed. ``watched``: jobs this process runs and watches end itself (left as
+    they are).
 
     Jobs whose scheduler snapshot (see ``Queue.snapshot``) confirms their state are updated
     column-wise (reason, node); only the others -- state changes, jobs the scheduler no
@@ -96,6 +97,11 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     import numpy as np
 
     active = in_a_queue_rows(index)
+    if watched:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        active &= ~_mask(pc.is_in(index.column("job_name"), pa.array(list(watched), pa.large_string())))
     if rows is not None:
         chosen = np.zeros(index.num_rows, dtype=bool)
         chosen[rows] = True

@@ -491,10 +491,11 @@ class LocalStepper:
         self.mine: set[str] = set()         # jobs this stepper runs or watches
         self.claimed = False                # whether it looked for jobs to run yet
 
-    def __call__(self, wait: float, pending: "list[str] | None" = None) -> bool:
+    def __call__(self, wait: float, pending: "list[str] | None" = None, write: bool = True) -> bool:
         """Claim the jobs that wait for a runner (when ``pending`` names one this stepper does
         not run yet, or on the first call), start what there is room for, wait up to ``wait``
-        seconds for a job to end; return whether one did."""
+        seconds for a job to end; return whether one did. ``write=False``: the records of
+        jobs that ended are left for the caller's own write of the index (see :meth:`news`)."""
         runner = self.runner
         if self.lock is None:
             self.lock = runner._hold()
@@ -513,8 +514,18 @@ class LocalStepper:
         self.waiting += reversed(runner.returned)
         runner.returned = []
         runner.dirty += ended
-        runner._flush()
+        if write:
+            runner._flush()
         return bool(ended)
+
+    def news(self) -> list["Record"]:
+        """Records this stepper changed and did not write yet (the caller writes them)."""
+        return list(self.runner.dirty)
+
+    def written(self, records: list["Record"]) -> None:
+        """The caller wrote ``records`` (what :meth:`news` gave) into the index."""
+        done = {id(r) for r in records}
+        self.runner.dirty = [r for r in self.runner.dirty if id(r) not in done]
 
     def take(self, records: list["Record"]) -> None:
         """Claim records just handed to this queue, in the caller's own write of the index
