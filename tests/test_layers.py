@@ -24,7 +24,9 @@ LAYERS = [
     ["queues.local", "queues.slurm", "queues.torque", "queues.sge"],
     ["queues.registry"],
     ["refresh", "table", "dispatch", "loop", "textview"],
-    ["metrics", "plot", "api"],
+    ["metrics", "plot"],
+    ["trials"],
+    ["api"],
     ["watch", "jobview"],
     ["optimize"],
     ["report_figures"],
@@ -36,7 +38,7 @@ LAYER = {module: level for level, modules in enumerate(LAYERS) for module in mod
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "record_map", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
-           "metrics", "plot", "api", "cli", "search_space", "optimize", "_controller",
+           "metrics", "plot", "api", "cli", "search_space", "optimize", "trials", "_controller",
            "report_figures", "report", "progress", "jobview"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")

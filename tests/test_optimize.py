@@ -12,7 +12,7 @@ import pytest
 import scipy.stats as st
 
 import param_search as ps
-from param_search.optimize import trials_table
+from param_search.trials import trials_table
 from param_search.search_space import search_space
 
 pytest.importorskip("optuna")
@@ -94,6 +94,28 @@ def test_a_search_sends_n_trials_jobs_reads_their_objective_and_names_the_best(t
     params = json.loads((tmp_path / "w" / best.job_name / "params.json").read_text())["params"]
     assert params["x"] == best.x and params["trial"] == best.trial
     assert (tmp_path / "w" / best.job_name / "job.1.status").exists()   # each ran once
+    status = ps.status(tmp_path / "w")   # progress and the best trial so far, from any process
+    assert status.best.sum() == 1 and status.loc[status.best, "job_name"].item() == best.job_name
+    assert np.allclose(status.sort_values("trial").loss, trials.loss) and "other" in status
+    assert ps.best(status).job_name == best.job_name
+
+
+def test_status_of_a_search_under_way_marks_the_best_so_far_and_plain_sweeps_get_no_column(tmp_path):
+    template = QUADRATIC + "sleep {wait}\n"
+    space = ps.ParamSpace(x=st.uniform(-1, 2), wait=[0, 0, 30])
+    run(template, space, tmp_path / "w", n_trials=6, max_running=6, sampler="random", detach=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = ps.status(tmp_path / "w")
+        ended = status[status.job_state == "COMPLETED"]
+        if len(status) == 6 and len(ended) >= 2 and (status.job_state == "RUNNING").any():
+            break
+        time.sleep(0.2)
+    assert status.loc[status.best, "loss"].item() == ended.loss.min()   # running ones show rows, not best
+    assert status.loc[status.best, "job_state"].item() == "COMPLETED"
+    ps.cancel(tmp_path / "w")
+    sweep = ps.submit("echo hi\n", "job_{x}", ps.ParamSpace(x=[1, 2]), work_dir=tmp_path / "s", progress=False)
+    assert "best" not in ps.status(ps.wait(sweep))
 
 
 def test_never_more_than_max_running_at_once(tmp_path):

@@ -14,7 +14,8 @@ from .errors import (ColumnError, CommandError, ConflictError, ExperimentError, 
                      TemplateError)
 from .jobview import show
 from .metrics import metrics
-from .optimize import best, optimize, plot_history
+from .optimize import optimize
+from .trials import best, plot_history
 from .plot import plot
 from .queues.base import Queue
 from .queues.local import LocalQueue

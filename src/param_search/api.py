@@ -26,6 +26,7 @@ from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES,
 )
 from .table import frame, jobs_table, work_dir_of
+from .trials import with_search
 from .refresh import latest_batch, reconcile, refresh, refresh_index
 
 if TYPE_CHECKING:
@@ -212,8 +213,16 @@ def status(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
     """The jobs table refreshed from the job folders and the queues (batched queries).
 
     With ``apply=True``, also apply the experiment's stored policy once (retry what it
-    names, send held-back jobs there is room for) and return the table after that.
+    names, send held-back jobs there is room for) and return the table after that. For the
+    experiment of a search (``ps.optimize``), each trial's metrics (its last row) are
+    columns too, and ``best`` marks the best trial so far (several objectives: the Pareto
+    front); ``ps.best`` takes the table.
     """
+    return with_search(current(jobs, apply))
+
+
+def current(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
+    """:func:`status` without a search's metrics (what loops refreshing the table call)."""
     table = _status(jobs)
     if apply:
         exp = Experiment.open(work_dir_of(table))
@@ -320,7 +329,7 @@ def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, pr
     """The refreshed table, after each queue did in this process what its unfinished jobs
     need (the local queue runs those no runner owns). While some of them are held back,
     every job of the experiment is driven: those outside ``names`` may hold the room."""
-    table = status(exp.work_dir if names is None else _names_frame(exp, names))
+    table = current(exp.work_dir if names is None else _names_frame(exp, names))
     unfinished = table.loc[~table["job_state"].isin(FINAL_STATES), ["queue", "batch", "job_name", "reason"]]
     held = unfinished["reason"].str.startswith(HELD, na=False).any()
     drove = False
@@ -329,7 +338,7 @@ def _refreshed(exp: Experiment, names: list[str] | None, workers: int | None, pr
         drove |= queue.drive(exp, None if names is None or held else group["job_name"].tolist(), progress,
                              deadline, workers)
     if drove:
-        table = status(_names_frame(exp, table["job_name"].tolist()))
+        table = current(_names_frame(exp, table["job_name"].tolist()))
     return table
 
 

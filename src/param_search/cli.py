@@ -216,7 +216,7 @@ def _search_line(work_dir: str) -> str | None:
     """Progress of the experiment's ps.optimize search and its best trial so far, if it has one."""
     from .errors import MetricsError
     from .experiment import Experiment
-    from .optimize import best as best_of, settings, trials_table
+    from .trials import best as best_of, settings, trials_table
 
     stored = settings(Experiment.open(work_dir))
     if stored is None:

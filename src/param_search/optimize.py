@@ -46,20 +46,18 @@ from .record import new_record
 from .render import Template, render_jobs
 from .search_space import SearchSpace, search_space
 from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
-from .table import JOB_COLUMNS, work_dir_of
+from .table import JOB_COLUMNS
+from .trials import SETTINGS, TRIAL, trial_rows, trials_table, with_metrics
 from .watch import refreshed
 
 if TYPE_CHECKING:
     import optuna
 
-#: The parameter numbering the trials (in every trial job's params, usable in templates).
-TRIAL = "trial"
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
 #: Completed trials read before an objective that none of them wrote is called an error.
 FIRST_TRIALS = 3
-_SETTINGS = "optimize.json"
 
 
 @dataclass
@@ -273,18 +271,9 @@ def _quiet_optuna():
 
 def _save_settings(exp: Experiment, search: Search) -> None:
     """What ``ps.best``, ``ps.status`` and ``param-search status`` need to read the trials."""
-    atomic_write(os.path.join(exp.state_dir, _SETTINGS), json.dumps(
+    atomic_write(os.path.join(exp.state_dir, SETTINGS), json.dumps(
         {"objectives": search.objectives, "directions": search.directions, "n_trials": search.n_trials,
          "max_running": search.max_running, "pattern": search.pattern}, indent=1))
-
-
-def settings(exp: Experiment) -> dict[str, Any] | None:
-    """The stored settings of the experiment's search (None: it has none)."""
-    try:
-        with open(os.path.join(exp.state_dir, _SETTINGS)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
 
 
 def _detach(exp: Experiment, search: Search, queue: Queue, poll_interval: float, max_interval: float) -> pd.DataFrame:
@@ -594,111 +583,3 @@ def _bar(total: int, enabled: bool):
     from .progress import bar
 
     return bar(total, "trials", "trial")
-
-
-# -- reading the trials back ------------------------------------------------------------
-def trial_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the experiment's jobs table that are trials of its search, by trial number."""
-    if TRIAL not in table:
-        empty = table.iloc[:0].assign(**{TRIAL: pd.Series(dtype="int64")})
-        empty.attrs = dict(table.attrs)
-        return empty
-    rows = table[table[TRIAL].notna().to_numpy()]
-    return rows.sort_values(TRIAL, kind="stable").reset_index(drop=True) if len(rows) else rows
-
-
-def with_metrics(table: pd.DataFrame, last_rows: dict[str, dict[str, Any]], problems: dict[str, str],
-                 objectives: list[str], directions: list[str]) -> pd.DataFrame:
-    """The trials' table plus one column per metric of their last rows; a trial that completed
-    without a value gets its reason as its ``error``."""
-    table = table.copy()
-    names = table["job_name"].tolist()
-    columns: dict[str, None] = dict.fromkeys(objectives)
-    for row in last_rows.values():
-        columns.update(dict.fromkeys(map(str, row)))
-    for column in columns:
-        key = column if column not in table else f"{column}_metric"
-        table[key] = _column([last_rows.get(n, {}).get(column) for n in names], table.index)
-    if problems and "error" in table:
-        error = table["error"].astype(object)
-        for i, name in enumerate(names):
-            if name in problems and table["job_state"].iat[i] == COMPLETED:
-                error.iat[i] = problems[name]
-        table["error"] = error
-    table.attrs.update(objectives=list(objectives), directions=list(directions))
-    return table
-
-
-def _column(values: list, index: pd.Index) -> pd.Series:
-    raw = pd.Series(values, index=index, dtype=object)
-    numbers = pd.to_numeric(raw, errors="coerce")
-    return numbers.astype("float64") if numbers.notna().any() or raw.isna().all() else raw
-
-
-def trials_table(jobs: "pd.DataFrame | str | os.PathLike") -> pd.DataFrame:
-    """The search's trials as last recorded (no scheduler call), with their metrics read."""
-    exp = Experiment.open(jobs if not isinstance(jobs, pd.DataFrame) else work_dir_of(jobs))
-    stored = settings(exp)
-    if stored is None:
-        raise ExperimentError(f"{exp.work_dir!r} holds no ps.optimize search (no {_SETTINGS}); "
-                              "pass the work_dir given to ps.optimize")
-    table = trial_rows(api.load(exp.work_dir))
-    records = exp.load_records() if len(table) else {}
-    last: dict[str, dict[str, Any]] = {}
-    for name in table["job_name"].tolist():
-        rows, _ = job_rows(exp.work_dir, name, records[name]["params"], records[name]["hash"],
-                                 stored["pattern"])
-        if rows is not None:
-            last[name] = {k: v[-1] for k, v in rows.items()}
-    return with_metrics(table, last, {}, stored["objectives"], stored["directions"])
-
-
-def best(trials: "pd.DataFrame | str | os.PathLike") -> "pd.Series | pd.DataFrame":
-    """The best trial's row (params, metrics, job_name); with several objectives, the Pareto
-    front's rows (trials no other trial beats on every objective).
-
-    ``trials``: what ``ps.optimize`` returned, or its work_dir.
-    """
-    if not isinstance(trials, pd.DataFrame) or "objectives" not in trials.attrs:
-        trials = trials_table(trials)
-    objectives, directions = trials.attrs["objectives"], trials.attrs["directions"]
-    missing = [o for o in objectives if o not in trials]
-    ok = trials[(trials["job_state"] == COMPLETED).to_numpy()] if not missing else trials.iloc[:0]
-    if not missing:
-        ok = ok.dropna(subset=objectives)
-    if not len(ok):
-        raise MetricsError(f"no trial has completed with a value of {objectives} yet; "
-                           "look at the trials' error column for why")
-    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
-    values = ok[objectives].to_numpy(dtype=float) * signs
-    if len(objectives) == 1:
-        return ok.iloc[int(values[:, 0].argmin())]
-    dominated = [bool(((values <= v).all(axis=1) & (values < v).any(axis=1)).any()) for v in values]
-    return ok[[not d for d in dominated]]
-
-
-def plot_history(trials: "pd.DataFrame | str | os.PathLike", path: "str | os.PathLike | None" = None):
-    """Each trial's value and the best so far against the trial number (one panel per
-    objective); saved to ``path`` if given. Returns the matplotlib Figure."""
-    from matplotlib import pyplot as plt
-
-    if not isinstance(trials, pd.DataFrame) or "objectives" not in trials.attrs:
-        trials = trials_table(trials)
-    objectives, directions = trials.attrs["objectives"], trials.attrs["directions"]
-    fig, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.5), squeeze=False,
-                             constrained_layout=True)
-    for ax, objective, direction in zip(axes[0], objectives, directions):
-        ok = trials[(trials["job_state"] == COMPLETED).to_numpy()] if objective in trials else trials.iloc[:0]
-        ok = ok.dropna(subset=[objective]).sort_values(TRIAL) if len(ok) else ok
-        if not len(ok):
-            raise MetricsError(f"no trial has a value of {objective!r} yet: nothing to plot")
-        values = ok[objective].astype(float)
-        so_far = values.cummin() if direction == "minimize" else values.cummax()
-        ax.scatter(ok[TRIAL], values, s=10, alpha=0.5, label="trial")
-        ax.step(ok[TRIAL], so_far, where="post", color="C1", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(objective)
-        ax.legend()
-    if path is not None:
-        fig.savefig(path)
-    return fig

@@ -172,7 +172,7 @@ def _tail(text: str | None, chars: int) -> str:
 
 def search_section(work_dir: str) -> dict[str, Any] | None:
     """For a ps.optimize experiment: its objectives, trials, best trial(s) and history."""
-    from .optimize import best, settings, trials_table
+    from .trials import best, settings, trials_table
     from .report_figures import history_figure
 
     stored = settings(Experiment.open(work_dir))

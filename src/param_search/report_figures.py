@@ -105,6 +105,6 @@ def _ticks(values: pd.Index, most: int = 20) -> list[str]:
 
 def history_figure(trials: pd.DataFrame) -> dict[str, str]:
     """The ps.optimize history: each trial's value and the best so far."""
-    from .optimize import plot_history
+    from .trials import plot_history
 
     return {"title": "search history", "uri": data_uri(plot_history(trials))}

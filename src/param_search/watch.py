@@ -55,7 +55,7 @@ def _stop(signum, frame) -> None:
 def refreshed(exp: Experiment) -> pd.DataFrame:
     """The whole experiment refreshed; jobs that need a process of this machine to run get a
     detached one (so that stopping the supervisor stops none of them)."""
-    table = api.status(exp.work_dir)
+    table = api.current(exp.work_dir)
     unfinished = ~table["job_state"].isin(FINAL_STATES).to_numpy()
     if unfinished.any():
         for name in pd.unique(table["queue"].to_numpy()[unfinished].astype(object)):
