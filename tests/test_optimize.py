@@ -328,3 +328,44 @@ def test_an_optuna_storage_holds_each_trial_once_across_reruns(tmp_path):
     study = optuna.load_study(study_name=name, storage=storage)
     assert sorted(t.user_attrs["job_name"] for t in study.trials) == sorted(trials.job_name)
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
+def samplers_packages():
+    """torch and cmaes (scripts/install-samplers.sh): missing, a failure under CI=true."""
+    import importlib.util
+
+    from conftest import fail_or_skip
+
+    missing = [m for m in ("torch", "cmaes") if importlib.util.find_spec(m) is None]
+    if missing:
+        fail_or_skip(f"{', '.join(missing)} not installed: run scripts/install-samplers.sh")
+
+
+TWO_D = """echo loss > {job_name}.metrics
+echo "({x}-0.25)^2+({y}+0.5)^2" | bc -l >> {job_name}.metrics
+"""
+
+
+@pytest.mark.parametrize("sampler", ["gp", "cmaes"])
+def test_gp_and_cmaes_samplers_drive_the_search(tmp_path, sampler):
+    """GP: after its 10 random start-up trials, its proposals close in on the optimum far
+    beyond them. CMA-ES: it proposes the trials (marked as its own) and its population
+    moves onto the optimum (the last trials far better than the first)."""
+    import optuna
+
+    samplers_packages()
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    space = ps.ParamSpace(x=st.uniform(-1, 2), y=st.uniform(-1, 2))
+    n = 24 if sampler == "gp" else 40
+    trials = run(TWO_D, space, tmp_path / "w", n_trials=n, max_running=2, sampler=sampler, seed=3,
+                 storage=storage).sort_values("trial")
+    assert len(trials) == n and set(trials.job_state) == {"COMPLETED"}
+    first, last = trials.loss.iloc[:10], trials.loss.iloc[10:]
+    if sampler == "gp":
+        assert last.min() < first.min() / 4 and last.min() < 0.01, (first.min(), last.min())
+    else:
+        (name,) = optuna.get_all_study_names(storage)
+        marked = [any(k.startswith("cma:") for k in t.system_attrs)
+                  for t in optuna.load_study(study_name=name, storage=storage).trials]
+        assert sum(marked) >= n - 2   # all but the first two (asked before any search space was known)
+        assert trials.loss.iloc[-10:].median() < first.median() / 10, (first.median(), trials.loss.iloc[-10:].median())
