@@ -337,7 +337,8 @@ class Controller:
         self.bar = _bar(search.n_trials, progress)
         self.rebuilt = False
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
-        self.wait, self.sent = wait, True
+        self.wait = wait
+        self.round, self.round_started = 0.0, None   # seconds our last round of work took
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
 
@@ -363,13 +364,18 @@ class Controller:
         is rebuilt from them."""
         if self.stepper is None:
             table = trial_rows(refreshed(self.exp))
-        else:   # start what was sent, wait for one end (none: at once, after sending)
-            self.stepper(0.0 if self.sent else self.wait, self.waiting, write=False)
-            self.sent = False
+        else:   # start what was sent and wait for one end (not the first time: no table yet),
+            # and for as long as our last round of work took, for others that end meanwhile
+            if self.round_started is not None:
+                self.round = time.monotonic() - self.round_started
+            self.stepper(self.wait if self.rebuilt else 0.0, self.waiting, write=False,
+                         gather=min(self.round, self.wait))
+            started = time.monotonic()
             news = self.stepper.news()   # written with the refresh: one write of the index
             table = trial_rows(api.status_with(self.exp.work_dir, news, self.stepper.mine))
             self.stepper.written(news)
             self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
+            self.round_started = started
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
@@ -545,7 +551,6 @@ class Controller:
                 # ours to run (local): claimed in the write that records the hand-over
                 send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs},
                      then=None if self.stepper is None else self.stepper.take)
-            self.sent = True
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)

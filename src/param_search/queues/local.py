@@ -491,11 +491,14 @@ class LocalStepper:
         self.mine: set[str] = set()         # jobs this stepper runs or watches
         self.claimed = False                # whether it looked for jobs to run yet
 
-    def __call__(self, wait: float, pending: "list[str] | None" = None, write: bool = True) -> bool:
+    def __call__(self, wait: float, pending: "list[str] | None" = None, write: bool = True,
+                 gather: float = 0.0) -> bool:
         """Claim the jobs that wait for a runner (when ``pending`` names one this stepper does
         not run yet, or on the first call), start what there is room for, wait up to ``wait``
-        seconds for a job to end; return whether one did. ``write=False``: the records of
-        jobs that ended are left for the caller's own write of the index (see :meth:`news`)."""
+        seconds for a job to end, then up to ``gather`` seconds more for others that end
+        meanwhile (one round of the caller's work for all of them); return whether one did.
+        ``write=False``: the records of jobs that ended are left for the caller's own write
+        of the index (see :meth:`news`)."""
         runner = self.runner
         if self.lock is None:
             self.lock = runner._hold()
@@ -511,6 +514,9 @@ class LocalStepper:
         ended = runner._wait_some(wait) if runner._busy() or runner.orphans else []
         if not ended and wait and not (runner._busy() or runner.orphans):
             time.sleep(wait)
+        until = time.monotonic() + gather
+        while ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
+            ended += runner._wait_some(until - time.monotonic())
         self.waiting += reversed(runner.returned)
         runner.returned = []
         runner.dirty += ended
