@@ -17,7 +17,7 @@ LAYERS = [
     ["record", "space", "render", "retry"],
     ["lifecycle", "search_space"],
     ["index_file", "attempts"],
-    ["record_map"],
+    ["record_map", "lockfile"],
     ["experiment"],
     ["queues.base"],
     ["queues.batch", "queues.snapshot", "queues.sge_text", "queues.torque_text"],
@@ -36,7 +36,7 @@ LAYERS = [
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 #: Modules that know nothing of particular schedulers.
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
-           "index_file", "record_map", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
+           "index_file", "record_map", "lockfile", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
            "metrics", "plot", "api", "cli", "search_space", "optimize", "trials", "_controller",
            "report_figures", "report", "progress", "jobview"]

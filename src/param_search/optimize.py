@@ -15,13 +15,11 @@ are adopted, and the total never exceeds ``n_trials``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import inspect
 import json
 import math
 import os
 import pickle
-import subprocess
 import sys
 import time
 import warnings
@@ -37,7 +35,9 @@ from .dispatch import apply_policy, send
 from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
 from .experiment import Experiment
 from .files import atomic_write
+from .lockfile import held
 from .lifecycle import Pruned, apply
+from .proc import start_detached
 from .progress import quiet_auto_import
 from .metrics import DEFAULT_PATTERN, job_rows
 from .queues.base import Queue
@@ -239,21 +239,14 @@ def _queue(use: "str | Queue", max_running: int, options: dict[str, Any]) -> Que
 
 
 # -- one controller per experiment ---------------------------------------------------------
-@contextlib.contextmanager
-def controlling(exp: Experiment):
-    """Be the experiment's one search controller for a while (two would both ask for trials)."""
-    fd = os.open(os.path.join(exp.state_dir, "optimize.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ExperimentError(f"a ps.optimize controller already runs on {exp.work_dir} (see "
-                              f"{exp.state_dir}/optimize.pid); wait for it, or stop it and call again") from None
-    atomic_write(os.path.join(exp.state_dir, "optimize.pid"), f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        os.close(fd)
+def controlling(exp: Experiment) -> "contextlib.AbstractContextManager[None]":
+    """Be the experiment's one search controller for a while (two would both ask for trials);
+    ``optimize.pid`` says who, meanwhile."""
+    def busy(who: str | None) -> ExperimentError:
+        return ExperimentError(f"a ps.optimize controller already runs on {exp.work_dir} "
+                               f"({who or 'starting up'}: host:pid:ticks); wait for it, or stop it and call again")
+
+    return held(os.path.join(exp.state_dir, "optimize.lock"), os.path.join(exp.state_dir, "optimize.pid"), busy)
 
 
 @contextlib.contextmanager
@@ -283,9 +276,7 @@ def _detach(exp: Experiment, search: Search, queue: Queue, poll_interval: float,
         pickle.dump({"search": search, "queue": (queue.name, queue.settings), "poll_interval": poll_interval,
                      "max_interval": max_interval}, f)
     os.replace(path + ".tmp", path)
-    with open(os.path.join(exp.state_dir, "optimize.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "param_search._controller", exp.work_dir],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    proc = start_detached("param_search._controller", [exp.work_dir], os.path.join(exp.state_dir, "optimize.log"))
     print(f"param_search: search controller running in the background (pid {proc.pid}); its log: "
           f"{exp.state_dir}/optimize.log; progress: param-search status {exp.work_dir}", file=sys.stderr)
     return trials_table(exp.work_dir)

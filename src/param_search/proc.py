@@ -1,9 +1,14 @@
-"""The one helper that runs external commands (no shell)."""
+"""The one helper that runs external commands (no shell), and the one that starts a
+background process of this package."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import CommandError, CommandNotFoundError, QueueError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) -> str:
@@ -30,3 +35,14 @@ def call(argv: Sequence[str], input: str | None = None, timeout: float = 300.0) 
     if done.returncode != 0:
         raise CommandError(argv, done.returncode, done.stdout, done.stderr)
     return done.stdout
+
+
+def start_detached(module: str, args: Sequence[str], log_path: str) -> "subprocess.Popen":
+    """Start ``python -m module args`` in a session of its own, so that it outlives this
+    process, its terminal and its SSH connection; its output is appended to ``log_path``."""
+    import subprocess
+    import sys
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True)

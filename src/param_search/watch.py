@@ -10,13 +10,10 @@ holds a lock on ``.param_search/watch.lock`` and writes its pid to ``watch.pid``
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import TextIO
 
 import pandas as pd
@@ -24,8 +21,10 @@ import pandas as pd
 from . import api, loop
 from .dispatch import apply_policy
 from .errors import ExperimentError
-from .attempts import process_alive, process_identity
+from .attempts import process_alive
 from .experiment import Experiment
+from .lockfile import held, holder
+from .proc import start_detached
 from .resources import clock
 from .textview import counts_line
 from .queues.base import Queue
@@ -65,53 +64,24 @@ def refreshed(exp: Experiment) -> pd.DataFrame:
     return table
 
 
-@contextlib.contextmanager
-def supervising(exp: Experiment) -> Iterator[None]:
+def supervising(exp: Experiment) -> "contextlib.AbstractContextManager[None]":
     """Be the experiment's one supervisor for a while (``watch.pid`` says who, meanwhile)."""
-    fd = os.open(os.path.join(exp.state_dir, "watch.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    if not _lock(fd, patience=2.0):   # someone probing (see supervisor) holds it a moment
-        os.close(fd)
-        who = supervisor(exp)
-        raise ExperimentError(f"a supervisor already watches {exp.work_dir} ({_who(who)}); "
-                              f"stop it with: param-search watch --stop {exp.work_dir}")
-    pid_path = os.path.join(exp.state_dir, "watch.pid")
-    with open(pid_path, "w") as f:
-        f.write(f"{process_identity()}\n")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(pid_path)
-        os.close(fd)
+    def busy(who: str | None) -> ExperimentError:
+        return ExperimentError(f"a supervisor already watches {exp.work_dir} ({_who(who)}); "
+                               f"stop it with: param-search watch --stop {exp.work_dir}")
 
-
-def _lock(fd: int, patience: float) -> bool:
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
+    # patience: someone asking who supervises (see supervisor) holds the lock a moment
+    return held(*_files(exp), busy, patience=2.0)
 
 
 def supervisor(exp: Experiment) -> str | None:
     """Who supervises the experiment (``host:pid:ticks``; "" while one starts up), None if
     nobody does."""
-    fd = os.open(os.path.join(exp.state_dir, "watch.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            with open(os.path.join(exp.state_dir, "watch.pid")) as f:
-                return f.read().strip()
-        except OSError:
-            return ""
-    finally:
-        os.close(fd)
-    return None
+    return holder(*_files(exp))
+
+
+def _files(exp: Experiment) -> tuple[str, str]:
+    return os.path.join(exp.state_dir, "watch.lock"), os.path.join(exp.state_dir, "watch.pid")
 
 
 def _who(identity: str | None) -> str:
@@ -127,10 +97,8 @@ def detach(work_dir: str, poll_interval: float = 5.0) -> int:
     running = supervisor(exp)
     if running is not None:
         raise ExperimentError(f"a supervisor already watches {exp.work_dir} ({_who(running)})")
-    with open(os.path.join(exp.state_dir, "watch.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "param_search.cli", "watch", exp.work_dir,
-                                 "--interval", str(poll_interval)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    proc = start_detached("param_search.cli", ["watch", exp.work_dir, "--interval", str(poll_interval)],
+                          os.path.join(exp.state_dir, "watch.log"))
     deadline = time.monotonic() + 10
     while not supervisor(exp) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..attempts import finalize, observe, process_alive, process_identity, read_start, read_status
 from ..errors import ExperimentError, OptionError
+from ..proc import start_detached
 from ..lifecycle import Accepted, Cancelled, Exited, Requeued, Started, Vanished, Waiting, apply, in_a_queue, is_held
 from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTING
 from .base import Queue
@@ -77,14 +78,8 @@ class LocalQueue(Queue):
 
     def start_runner(self, exp: "Experiment") -> int:
         """Start a detached process that runs the experiment's pending jobs; return its pid."""
-        import subprocess
-        import sys
-
-        with open(os.path.join(exp.state_dir, "runner.log"), "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "param_search._runner", exp.work_dir,
-                                     str(self.workers)], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log, start_new_session=True)
-        return proc.pid
+        return start_detached("param_search._runner", [exp.work_dir, str(self.workers)],
+                              os.path.join(exp.state_dir, "runner.log")).pid
 
     def submit(self, exp: "Experiment", records: list["Record"], scripts: "list[str] | None" = None) -> None:
         for record in records:
