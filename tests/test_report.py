@@ -122,6 +122,10 @@ def test_a_search_report_shows_the_best_trial_and_the_history(tmp_path):
     assert {"trial", "x", "loss", "job_name"} <= set(page["search"]["best_columns"])
     assert [f["title"] for f in page["figures"]][:2] == ["loss against trial", "loss against x"]
     assert page["search"]["best"][0][page["search"]["best_columns"].index("job_name")] == best["job_name"]
+    for table in (trials, ps.status(tmp_path / "search")):   # metrics columns and `best` are no params
+        again = context(table, str(tmp_path / "search"), None)
+        assert [c["key"] for c in again["columns"] if c["param"]] == ["trial", "x"]
+        assert again["search"]["best"] == page["search"]["best"]
 
 
 # -- in a real browser ---------------------------------------------------------------------

@@ -232,10 +232,18 @@ def queues_again(exp: Experiment, records: list[Record], use: "str | Queue | Non
     with the settings stored with that batch, updated by ``overrides``; grouped."""
     if isinstance(use, Queue):
         return [(make_queue(use, **overrides), records)] if records else []
-    groups: dict[str, tuple[Queue, list[Record]]] = {}
+    entries = []
     for record in records:
         name = queue_class(str(use or record["queue"] or DEFAULT)).name
-        settings = {**stored_settings(exp, record, name), **overrides}
+        entries.append((name, {**stored_settings(exp, record, name), **overrides}, record))
+    return by_destination(entries)
+
+
+def by_destination(entries: "list[tuple[str, dict[str, Any], Record]]") -> "list[tuple[Queue, list[Record]]]":
+    """Records grouped by where they go (a queue name and its settings), with one queue
+    object per group: each group is one submission."""
+    groups: dict[str, tuple[Queue, list[Record]]] = {}
+    for name, settings, record in entries:
         key = json.dumps([name, settings], sort_keys=True, default=repr)
         if key not in groups:
             groups[key] = (make_queue(name, **settings), [])
@@ -300,20 +308,18 @@ def _refused_before(record: Record) -> bool:
 def _retry(exp: Experiment, records: dict[str, Record], ended: list[Record], retry: Retry) -> int:
     """Send ``ended`` again, each with the resources the policy decides, grouped by queue
     settings (one submission per group); return how many were handed to a queue."""
-    groups: dict[str, tuple[Queue, list[Record], dict[str, Any]]] = {}
+    entries, changed = [], {}
     for record in ended:
         queue = queue_for(exp, record["queue"], record["batch"])
         decision = retry.decide(record, queue.resource_syntax())
         settings = queue.with_resources(stored_settings(exp, record, queue.name), decision.resources)
         apply(record, Noted(decision.note))
-        key = json.dumps([queue.name, settings], sort_keys=True, default=repr)
-        if key not in groups:
-            groups[key] = (make_queue(queue.name, **settings), [], decision.resources)
-        groups[key][1].append(record)
+        entries.append((queue.name, settings, record))
+        changed[record["job_name"]] = dict(decision.resources)   # alike across a group (same settings)
     sent = 0
-    for queue, group, changed in groups.values():
+    for queue, group in by_destination(entries):
         try:
-            sent += send(exp, queue, records, group, overrides=dict(changed) or None)
+            sent += send(exp, queue, records, group, overrides=changed[group[0]["job_name"]] or None)
         except RefusedError as exc:   # e.g. the doubled time is over the partition's limit
             for record in group:
                 said = " ".join(str(exc).replace(";", ",").split())

@@ -43,7 +43,7 @@ def report(jobs: "pd.DataFrame | str | os.PathLike", path: "str | os.PathLike | 
     """
     if path is not None and not os.fspath(path).lower().endswith((".html", ".htm")):
         raise OptionError(f"a report is an HTML file; name it .html (got {os.fspath(path)!r})")
-    table = jobs if isinstance(jobs, pd.DataFrame) else api.status(_folder(jobs))
+    table = jobs if isinstance(jobs, pd.DataFrame) else api.current(_folder(jobs))
     work_dir = work_dir_of(table)
     target = os.fspath(path) if path is not None else os.path.join(work_dir, "report.html")
     atomic_write(target, render(context(table, work_dir, metrics)))
@@ -74,9 +74,13 @@ def context(table: pd.DataFrame, work_dir: str, metrics: pd.DataFrame | None) ->
     """Everything the template shows."""
     from . import report_figures
 
+    if "objectives" in table.attrs:   # a search's table (ps.optimize, ps.status): metrics are not params
+        loaded = api.load(work_dir)
+        table = loaded[loaded["job_name"].isin(table["job_name"]).to_numpy()]
     params = [c for c in table.columns if c not in JOB_COLUMNS]
+    read_here = metrics is None
     metrics = _metrics(table, metrics)
-    search = search_section(work_dir)
+    search = search_section(work_dir, table, metrics if read_here else None)
     return {
         "title": os.path.basename(os.path.abspath(work_dir)) or work_dir,
         "work_dir": work_dir,
@@ -170,15 +174,27 @@ def _tail(text: str | None, chars: int) -> str:
     return "…" + cut[cut.find("\n") + 1:] if "\n" in cut[:-1] else "…" + cut
 
 
-def search_section(work_dir: str) -> dict[str, Any] | None:
-    """For a ps.optimize experiment: its objectives, trials, best trial(s) and history."""
-    from .trials import best, settings, trials_table
+def search_section(work_dir: str, table: pd.DataFrame, metrics: pd.DataFrame | None) -> dict[str, Any] | None:
+    """For a ps.optimize experiment: its objectives, trials, best trial(s) and history.
+
+    ``metrics``: every job's metrics as read with the default pattern, if at hand; a search
+    that reads the same files takes each trial's last row from it instead of reading again.
+    """
+    from .metrics import DEFAULT_PATTERN
+    from .trials import best, settings, trial_rows, trials_table, with_metrics
     from .report_figures import history_figure
 
     stored = settings(Experiment.open(work_dir))
     if stored is None:
         return None
-    trials = trials_table(work_dir)
+    if metrics is not None and stored["pattern"] == DEFAULT_PATTERN and "job_name" in metrics:
+        columns = [c for c in metrics.columns if c not in table.columns or c == "job_name"]
+        last = metrics[columns].drop_duplicates("job_name", keep="last").set_index("job_name")
+        rows = {name: {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                for name, row in last.to_dict("index").items()}
+        trials = with_metrics(trial_rows(table), rows, {}, stored["objectives"], stored["directions"])
+    else:
+        trials = trials_table(work_dir)
     section = {"objectives": stored["objectives"], "directions": stored["directions"],
                "n_trials": stored["n_trials"], "ran": len(trials), "best": [], "history": None}
     try:

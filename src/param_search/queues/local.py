@@ -256,13 +256,12 @@ class LocalRunner:
             todo, running = self.claim(names)
             for record in running:
                 self._watch_orphan(record)
-            if not todo and not self.orphans:
-                return
-            self._run(todo, deadline)
-        finally:
-            os.close(lock)   # releases the lock: any runner may take what is left
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(_runner_file(self.exp, self.me))
+            if todo or self.orphans:
+                self._run(todo, deadline)
+        except BaseException:
+            os.close(lock)   # the file stays, unlocked: the jobs it claimed are nobody's (owner_alive)
+            raise
+        self._unhold(lock)
 
     def _hold(self) -> int:
         """Lock this runner's file for as long as it runs (see :func:`owner_alive`)."""
@@ -270,6 +269,20 @@ class LocalRunner:
         fd = os.open(_runner_file(self.exp, self.me), os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
+
+    def _unhold(self, lock: int) -> None:
+        """Release the lock (any runner may take what is left) and remove its file (which
+        only a runner that gave back every job it claimed may do, see :func:`owner_alive`)."""
+        os.close(lock)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_runner_file(self.exp, self.me))
+
+    def _let_go(self) -> None:
+        """Close the workers' pipes and the orphans' pidfds: running jobs go on by themselves."""
+        for worker in self.pool:
+            worker.close()
+        for fd in self.orphans:
+            os.close(fd)
 
     def _run(self, todo: list["Record"], deadline: float | None) -> None:
         bar = _progress_bar(len(todo) + len(self.orphans), self.progress)
@@ -286,10 +299,7 @@ class LocalRunner:
             raise
         finally:
             bar.close()
-            for worker in self.pool:
-                worker.close()
-            for fd in self.orphans:
-                os.close(fd)
+            self._let_go()
             try:
                 self._flush()
             except OSError as exc:
@@ -545,14 +555,9 @@ class LocalStepper:
         if self.lock is None:
             return
         self.runner._give_back(self.waiting)
-        for worker in self.runner.pool:
-            worker.close()
-        for fd in self.runner.orphans:
-            os.close(fd)
+        self.runner._let_go()
         self.runner._flush()
-        os.close(self.lock)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(_runner_file(self.runner.exp, self.runner.me))
+        self.runner._unhold(self.lock)
         self.lock = None
 
 
