@@ -124,7 +124,7 @@ def optimize(template: str, name: str, space: Mapping[str, Any], objective: "str
         try:
             table = loop.run(controller.refresh, controller.steps(), done=controller.done,
                              show=controller.show, deadline=deadline, timeout_words=f" after {timeout} s",
-                             **controller.intervals(poll_interval, max_interval))
+                             **controller.intervals(poll_interval, max_interval, deadline))
         finally:
             controller.close()
     return controller.results(table)
@@ -328,7 +328,8 @@ class Controller:
         self.bar = _bar(search.n_trials, progress)
         self.rebuilt = False
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
-        self.wait = wait
+        self.wait = self.patience = wait   # see intervals()
+        self.deadline: float | None = None
         self.round, self.round_started = 0.0, None   # seconds our last round of work took
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
@@ -336,10 +337,15 @@ class Controller:
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
 
-    def intervals(self, poll_interval: float, max_interval: float) -> dict[str, float]:
+    def intervals(self, poll_interval: float, max_interval: float, deadline: float | None = None
+                  ) -> dict[str, float]:
         """The loop's sleeps: none where this process runs the jobs (it waits for one to end
-        instead, see :meth:`refresh`)."""
+        instead, see :meth:`refresh`: up to ``max_interval`` seconds, or ``poll_interval``
+        with a pruner, which looks at the running trials' rows at every refresh)."""
         if self.stepper is not None:
+            self.wait = poll_interval
+            self.patience = poll_interval if self.search.pruner is not None else max(max_interval, poll_interval)
+            self.deadline = deadline
             return {"poll_interval": 0.0, "max_interval": 0.0}
         return {"poll_interval": poll_interval, "max_interval": max_interval}
 
@@ -359,8 +365,10 @@ class Controller:
             # and for as long as our last round of work took, for others that end meanwhile
             if self.round_started is not None:
                 self.round = time.monotonic() - self.round_started
-            self.stepper(self.wait if self.rebuilt else 0.0, self.waiting, write=False,
-                         gather=min(self.round, self.wait))
+            patience = self.patience if self.deadline is None else \
+                max(min(self.patience, self.deadline - time.monotonic()), 0.0)
+            self.stepper(patience if self.rebuilt else 0.0, self.waiting, write=False,
+                         gather=self.round)
             started = time.monotonic()
             news = self.stepper.news()   # written with the refresh: one write of the index
             table = trial_rows(api.status_with(self.exp.work_dir, news, self.stepper.mine))

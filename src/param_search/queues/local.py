@@ -516,7 +516,10 @@ class LocalStepper:
             self.waiting = [r for r in reversed(todo) if r["job_name"] not in self.mine] + self.waiting
             self.mine.update(r["job_name"] for r in [*todo, *running])
         runner._dispatch(self.waiting)
+        until = time.monotonic() + wait
         ended = runner._wait_some(wait) if runner._busy() or runner.orphans else []
+        while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
+            ended = runner._wait_some(until - time.monotonic())   # the first wake-up may be a start
         if not ended and wait and not (runner._busy() or runner.orphans):
             time.sleep(wait)
         until = time.monotonic() + gather
