@@ -186,3 +186,35 @@ def _cmdline(pid):
             return f.read().decode(errors="replace").split("\0")[:-1]
     except OSError:
         return []
+
+
+def test_a_stepper_waits_for_a_job_to_end_not_to_start(tmp_path):
+    """The search controller's runner: a call returns once a job ended (a job's start wakes
+    it too, and is no reason to return), or after ``wait`` with none ended."""
+    from param_search.experiment import Experiment
+    from param_search.queues.local import LocalQueue
+
+    exp = Experiment.create(str(tmp_path / "w"))
+    from param_search.dispatch import send
+    from param_search.record import new_record
+    from param_search.render import render_jobs
+
+    queue = LocalQueue(workers=2)
+    stepper = queue.stepper(exp)
+    try:
+        with exp.transaction() as records:
+            rendered = render_jobs("sleep {t}\n", "job_{t}", [{"t": 0.5}, {"t": 30}], exp.work_dir)
+            for job in rendered:
+                exp.setup_job(job)
+                records[job.job_name] = new_record(job)
+            send(exp, queue, records, [records[j.job_name] for j in rendered], then=stepper.take)
+        started = time.monotonic()
+        assert stepper(wait=10.0, write=False) is True
+        assert 0.4 < time.monotonic() - started < 5
+        assert {r["job_name"] for r in stepper.news() if r["state"] == "COMPLETED"} == {"job_0.5"}
+        started = time.monotonic()
+        assert stepper(wait=0.3) is False   # the other one runs on
+        assert 0.25 < time.monotonic() - started < 3
+    finally:
+        stepper.close()
+        ps.cancel(str(tmp_path / "w"))
