@@ -167,8 +167,7 @@ _ps_local=
 if [[ $1 == --worker ]]; then
     set -m
     _ps_local=1
-    while IFS= read -r _ps_line; do
-        IFS=$'\t' read -r _ps_d _ps_n _ps_m <<< "$_ps_line"
+    while IFS=$'\t' read -r _ps_d _ps_n _ps_m; do
         _ps_run "$_ps_d" "$_ps_n" "$_ps_m" < /dev/null &
         _ps_p=$!
         echo "S $_ps_p"
