@@ -35,12 +35,15 @@
 # sourced job.sh whose text mentions neither "trap" nor "exec" runs in this shell itself,
 # saving a fork per job. This shell leads the job's process group, which the local queue's
 # cancel signals as a whole, so every process of the job gets TERM at once. Bash runs this
-# shell's handler once the command in the foreground has ended (so a process that handles
-# TERM finishes its handler first; a signal sent to this shell alone waits for that command
-# too): it forwards the signal to the group, as above, and exits recording 143 TERM or 130
-# INT. USR1 stays ignored and is not recorded. A job that sets traps of its own or replaces
-# its shell (exec) would take the handlers or the exit line from this shell: it runs in a
-# subshell, as everywhere else (the check is on the text: a false match costs the fork).
+# shell's handler once the command in the foreground has ended (so that command, if it
+# handles TERM, finishes its handler first; a signal sent to this shell alone waits for
+# that command too): it forwards the signal to the group, as above, and exits recording
+# 143 TERM or 130 INT. USR1 stays ignored and is not recorded. A job that sets traps of
+# its own or replaces its shell (exec) would take the handlers or the exit line from this
+# shell: it runs in a subshell, as everywhere else. The check reads job.sh's own text: a
+# false match only costs the fork, but a trap or exec in a file that job.sh sources is not
+# seen: such a TERM handler decides the exit code, and after such an EXIT trap or exec
+# there is no exit line (the runner then goes by the worker's "E" status).
 #
 # Exactly once across requeues. A scheduler may run the same job again under the same id
 # (Slurm's requeue: preemption, scontrol requeue, a failed node), with SLURM_RESTART_COUNT
