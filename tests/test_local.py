@@ -137,6 +137,106 @@ def test_script_that_changes_directory_or_sets_its_own_exit_trap(in_tmp):
     assert "exit 22" in (in_tmp / "job_2" / "job.1.status").read_text()
 
 
+WRAPPER = os.path.join(os.path.dirname(ps.__file__), "wrapper.sh")
+
+
+def _worker_job(tmp_path, script, files=None):
+    """Hand ``script`` to a ``wrapper.sh --worker`` as the local queue does; return the worker,
+    the job's folder and the job's pid (which leads its process group) once it printed ready."""
+    job = tmp_path / "job"
+    (job / "checkpoint").mkdir(parents=True)
+    (job / "job.sh").write_text(script)
+    for name, text in (files or {}).items():
+        (job / name).write_text(text)
+    worker = subprocess.Popen(["bash", WRAPPER, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True, env={**os.environ, "PY": sys.executable})
+    worker.stdin.write(f"{job}\t1\tsource\n")
+    worker.stdin.flush()
+    kind, pid = worker.stdout.readline().split()
+    assert kind == "S"
+    deadline = time.time() + 20
+    while "ready" not in _text(job / "job.1.out"):
+        assert time.time() < deadline, "the job did not start"
+        time.sleep(0.02)
+    return worker, job, int(pid)
+
+
+def _end_status(worker, pid):
+    """The worker's end line for the job: its exit status."""
+    line = worker.stdout.readline().split()
+    worker.stdin.close()
+    worker.wait(timeout=10)
+    assert line[:2] == ["E", str(pid)]
+    return int(line[2])
+
+
+def _text(path):
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize("script", [
+    # runs in the worker's own shell (no fork): set -eu must not keep the wrapper from recording
+    "set -eu\nsleep 30 & echo $! > child\necho ready\nsleep 30\necho after\n",
+    # its own trap, or exec: run in a subshell, the wrapper records as under a scheduler
+    "trap 'echo got TERM; exit 7' TERM\nsleep 30 & echo $! > child\necho ready\nsleep 30\necho after\n",
+    "sleep 30 & echo $! > child\necho ready\nexec sleep 30\n",
+], ids=["plain", "own-trap", "exec"])
+def test_cancel_of_a_local_job_stops_its_group_and_records_term(tmp_path, script):
+    from param_search.attempts import read_status
+
+    worker, job, pid = _worker_job(tmp_path, script)
+    os.killpg(pid, signal.SIGTERM)   # as LocalQueue.cancel does
+    assert _end_status(worker, pid) == 143
+    start, end = read_status(str(job / "job.1.status"))
+    assert (start.pid, end.exit_code, end.signal) == (pid, 143, "TERM")
+    assert "after" not in _text(job / "job.1.out")
+    child = int((job / "child").read_text())
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.02)
+    assert not _alive(child), "the job's child outlived the cancel"
+
+
+SLOW_TERM_HANDLER = """\
+import signal, sys, time
+def handler(*_):
+    time.sleep(0.5)
+    with open("saved", "w") as f:
+        f.write(repr(time.time()))
+    sys.exit(3)
+signal.signal(signal.SIGTERM, handler)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_local_job_handling_term_finishes_its_handler_before_the_exit_line(tmp_path):
+    """The wrapper records the end only once the job's process saved its work: the runner
+    starts the next job only then."""
+    from param_search.attempts import read_status
+
+    worker, job, pid = _worker_job(tmp_path, 'echo started\n"$PY" handler.py\necho after\n',
+                                   {"handler.py": SLOW_TERM_HANDLER})
+    os.killpg(pid, signal.SIGTERM)
+    assert _end_status(worker, pid) == 143
+    assert (job / "saved").exists(), "the exit line came before the job's handler finished"
+    end = read_status(str(job / "job.1.status"))[1]
+    assert (end.exit_code, end.signal) == (143, "TERM") and float((job / "saved").read_text()) <= end.ended
+    assert _text(job / "job.1.out") == "started\nready\n"
+
+
+def test_a_local_job_gets_its_variables_and_starts_with_usr1_ignored(tmp_path):
+    from param_search.attempts import read_status
+
+    check = ("import os, signal\nprint('ready', os.environ['PS_RESTART_COUNT'], os.environ['PS_CHECKPOINT_DIR'],\n"
+             "      signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN)\n")
+    worker, job, pid = _worker_job(tmp_path, '"$PY" check.py\nexit 4\n', {"check.py": check})
+    assert _end_status(worker, pid) == 4
+    assert _text(job / "job.1.out") == f"ready 0 {job}/checkpoint True\n"
+    end = read_status(str(job / "job.1.status"))[1]
+    assert (end.exit_code, end.signal) == (4, None)
+
+
 def test_detached_runner_lets_the_submitting_process_walk_away(tmp_path):
     code = textwrap.dedent("""
         import sys, param_search as ps

@@ -3,7 +3,8 @@
 # in the job's directory, whatever queue started it.
 #
 #   wrapper.sh JOB_DIR ATTEMPT MODE    run one job; MODE "source" runs job.sh in a subshell of
-#                                      this bash, "exec" runs it by its own #! interpreter
+#                                      this bash (under the local worker, mostly in this bash
+#                                      itself: below), "exec" runs it by its own #! interpreter
 #   wrapper.sh @MAPFILE                run line $TASK_INDEX of MAPFILE ("JOB_DIR<tab>ATTEMPT<tab>MODE"),
 #                                      TASK_INDEX from SLURM_ARRAY_TASK_ID, SGE_TASK_ID or PBS_ARRAYID
 #   wrapper.sh --worker                the local queue's worker: reads such lines on stdin, runs each
@@ -29,6 +30,20 @@
 # The exit line's signal field names the last signal that arrived: TERM or INT record 143
 # or 130 (the run was stopped from outside); USR1 (a scheduler's warning before the end,
 # e.g. sbatch --signal=B:USR1@60) records the job's own exit code: the job decides.
+#
+# Under the local worker (no scheduler there requeues a job or warns it with USR1), a
+# sourced job.sh whose text mentions neither "trap" nor "exec" runs in this shell itself,
+# saving a fork per job. This shell leads the job's process group, which the local queue's
+# cancel signals as a whole, so every process of the job gets TERM at once. Bash runs this
+# shell's handler once the command in the foreground has ended (so that command, if it
+# handles TERM, finishes its handler first; a signal sent to this shell alone waits for
+# that command too): it forwards the signal to the group, as above, and exits recording
+# 143 TERM or 130 INT. USR1 stays ignored and is not recorded. A job that sets traps of
+# its own or replaces its shell (exec) would take the handlers or the exit line from this
+# shell: it runs in a subshell, as everywhere else. The check reads job.sh's own text: a
+# false match only costs the fork, but a trap or exec in a file that job.sh sources is not
+# seen: such a TERM handler decides the exit code, and after such an EXIT trap or exec
+# there is no exit line (the runner then goes by the worker's "E" status).
 #
 # Exactly once across requeues. A scheduler may run the same job again under the same id
 # (Slurm's requeue: preemption, scontrol requeue, a failed node), with SLURM_RESTART_COUNT
@@ -96,6 +111,18 @@ _ps_run() {
     fi
     if [[ $3 == exec ]]; then   # USR1 ignored unless the job handles it (see the header)
         (trap '' USR1; exec ./job.sh) &
+    elif [[ -n $_ps_local ]] && mapfile -t _ps_text < job.sh 2> /dev/null &&
+        [[ ${_ps_text[*]} != *trap* && ${_ps_text[*]} != *exec* ]]; then
+        # the local worker's job runs in this shell (see the header)
+        trap '_ps_forward TERM; exit 143' TERM
+        trap '_ps_forward INT; exit 130' INT
+        trap '' USR1
+        unset _ps_text
+        set --
+        . ./job.sh
+        _ps_code=$?
+        _ps_finish "$_ps_code" "$_ps_sig"
+        exit "$_ps_code"
     else
         (trap '' USR1; set --; . ./job.sh) &
     fi
@@ -139,10 +166,11 @@ _ps_take_over() {
     _ps_restart=$count
 }
 
+_ps_local=
 if [[ $1 == --worker ]]; then
     set -m
-    while IFS= read -r _ps_line; do
-        IFS=$'\t' read -r _ps_d _ps_n _ps_m <<< "$_ps_line"
+    _ps_local=1
+    while IFS=$'\t' read -r _ps_d _ps_n _ps_m; do
         _ps_run "$_ps_d" "$_ps_n" "$_ps_m" < /dev/null &
         _ps_p=$!
         echo "S $_ps_p"
