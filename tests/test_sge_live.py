@@ -158,18 +158,19 @@ def test_max_queued_keeps_at_most_that_many_in_grid_engine(in_tmp):
     jobs = ps.submit("sleep 1\n", "job_{x}", ps.ParamSpace(x=range(8)), use="sge", max_queued=3)
     assert (jobs.reason.str.startswith("held back: max_queued=3", na=False)).sum() == 5
     seen = []
-    original = ps.status
+    import param_search.api as api
+
+    original = api.current   # the refresh ps.wait runs each round
 
     def counting(*args, **kwargs):
         table = original(*args, **kwargs)
         seen.append(int(table.job_id.notna().sum() - table.job_state.isin(["COMPLETED"]).sum()))
         return table
 
-    import param_search.api as api
-    api.status, saved = counting, api.status
+    api.current = counting
     try:
         jobs = wait_jobs(jobs, timeout=180)
     finally:
-        api.status = saved
+        api.current = original
     assert jobs.job_state.tolist() == ["COMPLETED"] * 8 and jobs.attempt.tolist() == [1] * 8
     assert seen and max(seen) <= 3
