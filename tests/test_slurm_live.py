@@ -360,7 +360,7 @@ def test_max_queued_keeps_at_most_that_many_in_slurm(in_tmp, monkeypatch):
     jobs = ps.submit("sleep 1\n", "job_{x}", ps.ParamSpace(x=range(10)), use="slurm", max_queued=4)
     assert jobs.reason.str.startswith("held back: max_queued=4", na=False).sum() == 6
     queued = []
-    status = api.status
+    status = api.current   # the refresh ps.wait runs each round
 
     def counting(*args, **kwargs):
         table = status(*args, **kwargs)
@@ -370,7 +370,7 @@ def test_max_queued_keeps_at_most_that_many_in_slurm(in_tmp, monkeypatch):
         queued.append(len([i for i in out if i in set(ids)]))
         return table
 
-    monkeypatch.setattr(api, "status", counting)
+    monkeypatch.setattr(api, "current", counting)
     jobs = wait_jobs(jobs)
     assert jobs.job_state.tolist() == ["COMPLETED"] * 10 and jobs.attempt.tolist() == [1] * 10
     assert queued and max(queued) <= 4
@@ -400,7 +400,7 @@ def test_a_submit_limit_holds_jobs_back_and_wait_tops_up_until_all_ran(in_tmp, c
     assert held.sum() == 30 and "QOSMaxSubmitJobPerUserLimit" in jobs.reason[held].iloc[0]
     assert len(command_log("sbatch")) <= 8   # halving probes, not one call per job
     queued = []
-    status = api.status
+    status = api.current   # the refresh ps.wait runs each round
 
     def counting(*args, **kwargs):
         table = status(*args, **kwargs)
@@ -409,7 +409,7 @@ def test_a_submit_limit_holds_jobs_back_and_wait_tops_up_until_all_ran(in_tmp, c
         queued.append(len(out))
         return table
 
-    monkeypatch.setattr(api, "status", counting)
+    monkeypatch.setattr(api, "current", counting)
     jobs = wait_jobs(jobs, timeout=300)
     assert jobs.job_state.tolist() == ["COMPLETED"] * 40 and jobs.attempt.tolist() == [1] * 40
     assert queued and max(queued) <= 10
