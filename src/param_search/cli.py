@@ -110,7 +110,7 @@ def _status(args) -> int:
         _export(jobs, args.format, sys.stdout)
         return 0
     print(textview.counts_line(jobs))
-    search = _search_line(args.work_dir)
+    search = _search_line(jobs)
     if search:
         print(search)
     shown = jobs if args.all else jobs[jobs["job_state"] != "COMPLETED"]
@@ -212,16 +212,18 @@ def _experiments(folder: str, depth: int = 4):
         yield from _experiments(entry.path, depth - 1)
 
 
-def _search_line(work_dir: str) -> str | None:
-    """Progress of the experiment's ps.optimize search and its best trial so far, if it has one."""
+def _search_line(jobs) -> str | None:
+    """Progress of the experiment's ps.optimize search and its best trial so far, if it has
+    one (``jobs``: what ps.status gave, which holds the trials' metrics then)."""
     from .errors import MetricsError
     from .experiment import Experiment
-    from .trials import best as best_of, settings, trials_table
+    from .table import work_dir_of
+    from .trials import best as best_of, settings, trial_rows
 
-    stored = settings(Experiment.open(work_dir))
+    stored = settings(Experiment.open(work_dir_of(jobs)))
     if stored is None:
         return None
-    trials = trials_table(work_dir)
+    trials = trial_rows(jobs)
     line = f"search: {len(trials)} of {stored['n_trials']} trials"
     try:
         best = best_of(trials)

@@ -330,7 +330,7 @@ class Controller:
         self.stepper = queue.stepper(exp)   # jobs run by this process (else by a scheduler)
         self.wait = self.patience = wait   # see intervals()
         self.deadline: float | None = None
-        self.round, self.round_started = 0.0, None   # seconds our last round of work took
+        self.round_started: float | None = None   # when our last round of work began
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
 
@@ -363,18 +363,16 @@ class Controller:
             table = trial_rows(refreshed(self.exp))
         else:   # start what was sent and wait for one end (not the first time: no table yet),
             # and for as long as our last round of work took, for others that end meanwhile
-            if self.round_started is not None:
-                self.round = time.monotonic() - self.round_started
+            last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
             self.stepper(patience if self.rebuilt else 0.0, self.waiting, write=False,
-                         gather=self.round)
-            started = time.monotonic()
+                         gather=last_round)
+            self.round_started = time.monotonic()
             news = self.stepper.news()   # written with the refresh: one write of the index
             table = trial_rows(api.status_with(self.exp.work_dir, news, self.stepper.mine))
             self.stepper.written(news)
             self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
-            self.round_started = started
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True

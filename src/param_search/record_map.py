@@ -48,8 +48,12 @@ class RecordMap(MutableMapping):
     def __contains__(self, name: object) -> bool:
         return name in self._added or name in self.positions()
 
+    def _held(self, name: str) -> Record | None:
+        """The record of ``name`` as a dict, if the map holds one (read, replaced or added)."""
+        return self._read.get(name) or self._replaced.get(name) or self._added.get(name)
+
     def __getitem__(self, name: str) -> Record:
-        record = self._read.get(name) or self._replaced.get(name) or self._added.get(name)
+        record = self._held(name)
         if record is not None:
             return record
         position = self.positions()[name]   # KeyError: no such job
@@ -74,7 +78,7 @@ class RecordMap(MutableMapping):
 
     def stored(self, name: str, field: str):
         """One field of a job's record as the map holds it now, without reading its row."""
-        record = self._read.get(name) or self._replaced.get(name) or self._added.get(name)
+        record = self._held(name)
         if record is not None:
             return record[field]
         value = self.index.column(field)[self.positions()[name]]
