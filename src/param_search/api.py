@@ -223,29 +223,35 @@ def status(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
 
 def current(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
     """:func:`status` without a search's metrics (what loops refreshing the table call)."""
-    table = _status(jobs)
+    table = _status(jobs)[0]
     if apply:
         exp = Experiment.open(work_dir_of(table))
         if apply_policy(exp, table):
-            table = _status(_names_frame(exp, table["job_name"].tolist()))
+            table = _status(_names_frame(exp, table["job_name"].tolist()))[0]
     return table
 
 
-def _status(jobs: JobsLike, news: list[Record] | None = None, watched: "Collection[str]" = ()) -> pd.DataFrame:
+def _status(jobs: JobsLike, news: list[Record] | None = None, watched: "Collection[str]" = (),
+            write_news: bool = True) -> tuple[pd.DataFrame, bool]:
+    """The table and whether the index was written."""
     exp, names = _open(jobs, as_list=False)
     with exp.lock():
         index = exp.merged_index(news) if news else exp.load_index()
         rows = _rows(index, names)
         index, changed = refresh_index(exp, index, rows, watched)
-        if changed or news:
+        written = changed or bool(news and write_news)
+        if written:
             exp.save_index(index)
-    return frame(exp, index if rows is None else index.take(rows))
+    return frame(exp, index if rows is None else index.take(rows)), written
 
 
-def status_with(work_dir: str, news: list[Record], watched: "Collection[str]") -> pd.DataFrame:
+def status_with(work_dir: str, news: list[Record], watched: "Collection[str]",
+                write_news: bool = True) -> tuple[pd.DataFrame, bool]:
     """:func:`status` of every job but those this process runs and watches itself
-    (``watched``), whose latest records (``news``) go in the same write of the index."""
-    return _status(work_dir, news, watched)
+    (``watched``), with their latest records (``news``) merged in; and whether the index
+    was written (with the news in it). ``write_news=False``: the news are written only
+    along with a change of the others (the caller writes them in a later write of its own)."""
+    return _status(work_dir, news, watched, write_news)
 
 
 def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.ndarray | None":

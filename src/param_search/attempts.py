@@ -164,13 +164,15 @@ def _last_match(text: str, *patterns: tuple[re.Pattern, int]) -> str:
     return ""
 
 
-def observe(exp: "Experiment", record: "Record", hold: bool = False) -> None:
+def observe(exp: "Experiment", record: "Record", hold: bool = False,
+            status: "tuple[StartInfo | None, ExitInfo | None] | None" = None) -> None:
     """Apply what the current attempt's status file says (its current run's start and exit)
     to its record. ``hold``: the record's scheduler may run the attempt again after a signal
-    stopped it (``Queue.requeues``), so a signal exit waits for the scheduler's word."""
+    stopped it (``Queue.requeues``), so a signal exit waits for the scheduler's word.
+    ``status``: what :func:`read_status` just read of that file, if the caller has it."""
     if record["attempt"] == 0:
         return
-    started, ended = read_status(exp.attempt_path(record, "status"))
+    started, ended = read_status(exp.attempt_path(record, "status")) if status is None else status
     if started is not None and started.restarts < record["restarts"]:
         return   # the run the scheduler took back: the next one has not written yet
     if started is not None and started.started and (record["started"] is None or ended is None

@@ -72,6 +72,8 @@ def in_queue(records: Mapping[str, Record]) -> int:
 
 def room(policy: Mapping[str, Any], records: Mapping[str, Record]) -> float:
     """How many more jobs may go out now."""
+    if policy.get("max_queued") is None and learned_limit(policy) is None:
+        return float("inf")   # no limit: no need to count
     return free_room(policy, in_queue(records))
 
 
@@ -164,7 +166,7 @@ def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: li
           scripts: Mapping[str, str], overrides: dict[str, Any] | None,
           then: "Callable[[list[Record]], None] | None" = None) -> None:
     """Hand one group to the queue, recording the intent (and the queue's settings) before
-    and the outcome after; records the queue definitely refused are restored as they were."""
+    (for a queue that :attr:`~Queue.submits_outside`) and the outcome after; records the queue definitely refused are restored as they were."""
     batch = new_batch(exp)
     exp.install_wrapper()
     before = {r["job_name"]: dict(r) for r in sending}
@@ -174,7 +176,8 @@ def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: li
             raise ExperimentError(f"job {record['job_name']!r} is still {record['state']}: not sent again")
     exp.save_batch(batch, queue.name, queue.settings, overrides)
     exp.save_members(batch, sending)
-    exp.save_records(records)
+    if queue.submits_outside:
+        exp.save_records(records)
     refused = True
     try:
         texts = [scripts.get(r["job_name"]) for r in sending]

@@ -144,10 +144,8 @@ def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
     """Record values as an Arrow array; times go from epoch seconds to microseconds."""
     if kind != _TIME:
         return pa.array(values, type=kind)
-    import pyarrow.compute as pc
-
-    micros = pc.round(pc.multiply(pa.array(values, type=pa.float64()), 1e6))
-    return pc.cast(pc.cast(micros, _INT), _TIME)
+    # round half to even, as Arrow's own round would (and as every earlier index was written)
+    return pa.array([None if v is None else round(float(v) * 1e6) for v in values], type=_TIME)
 
 
 def _values(column: pa.ChunkedArray) -> list[Any]:
@@ -167,19 +165,21 @@ def replace_rows(table: pa.Table, rows: "np.ndarray | list[int]", records: list[
     Parameters and ``job_dir`` never change for a job, so only the record fields are spliced.
     """
     import numpy as np
-    import pyarrow.compute as pc
 
     if not len(rows):
         return table
+    names = [name for name in FIELDS if name not in ("job_name", "hash", "params")
+             and (fields is None or name in fields)]
+    if not names:
+        return table
     selector = np.arange(table.num_rows)
     selector[rows] = table.num_rows + np.arange(len(rows))
-    selector = pa.array(selector)
-    for name, kind in FIELDS.items():
-        if name in ("job_name", "hash", "params") or (fields is not None and name not in fields):
-            continue
-        new = _array([r[name] for r in records], kind)
-        both = pa.chunked_array(table.column(name).chunks + [new], type=kind)
-        table = table.set_column(table.schema.get_field_index(name), name, pc.take(both, selector))
+    old = table.select(names)
+    new = pa.Table.from_arrays([_array([r[name] for r in records], FIELDS[name]) for name in names],
+                               schema=old.schema)
+    spliced = pa.concat_tables([old, new]).take(pa.array(selector))   # one take for every column
+    for name in names:
+        table = table.set_column(table.schema.get_field_index(name), name, spliced.column(name))
     return table
 
 

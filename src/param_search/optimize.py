@@ -27,13 +27,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from . import api, loop
 from .attempts import finalize
 from .dispatch import apply_policy, send
 from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
-from .experiment import Experiment
+from .experiment import Experiment, merge
 from .files import atomic_write
 from .lockfile import held
 from .lifecycle import Pruned, apply
@@ -333,6 +334,7 @@ class Controller:
         self.round_started: float | None = None   # when our last round of work began
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
+        self.shown: set[int] = set()   # ids of the stepper's news in the last table, not yet written
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -369,13 +371,25 @@ class Controller:
             self.stepper(patience if self.rebuilt else 0.0, self.waiting, write=False,
                          gather=last_round)
             self.round_started = time.monotonic()
-            news = self.stepper.news()   # written with the refresh: one write of the index
-            table = trial_rows(api.status_with(self.exp.work_dir, news, self.stepper.mine))
-            self.stepper.written(news)
-            self.waiting = table.loc[(table["job_state"] == PENDING).to_numpy(), "job_name"].tolist()
+            table = trial_rows(self._status_with_news())
+            pending = table["job_state"].to_numpy() == PENDING
+            self.waiting = table["job_name"].to_numpy()[pending].tolist() if pending.any() else []
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
+        return table
+
+    def _status_with_news(self) -> pd.DataFrame:
+        """The table with the jobs the stepper saw end. Their records go into the index with
+        the next trials asked for (one write per round), or now: when they were shown once
+        already (no trials were asked since) or a stored policy (retry, max_queued) acts on
+        the index. Until then their status files say how they ended, as for any runner."""
+        news = self.stepper.news()
+        write = bool(self.shown.intersection(map(id, news))) or bool(self.exp.policy())
+        table, written = api.status_with(self.exp.work_dir, news, self.stepper.mine, write_news=write)
+        if written:
+            self.stepper.written(news)
+        self.shown = set() if written else set(map(id, news))
         return table
 
     def _rebuild(self, table: pd.DataFrame) -> None:
@@ -414,11 +428,15 @@ class Controller:
         """Tell the study the trials whose jobs ended (changes nothing on disk)."""
         import optuna
 
-        ended = table[table["job_state"].isin(FINAL_STATES).to_numpy()
-                      & table["job_name"].isin(list(self.pending)).to_numpy()]
-        if not len(ended):
+        if not self.pending:
             return False
-        for name, state, error in zip(ended["job_name"], ended["job_state"], ended["error"]):
+        names, states = table["job_name"].to_numpy(), table["job_state"]
+        final = [i for i in np.flatnonzero(states.isin(FINAL_STATES).to_numpy()) if names[i] in self.pending]
+        if not final:
+            return False
+        errors = table["error"]
+        for i in final:
+            name, state, error = names[i], states.iat[i], errors.iat[i]
             trial = self.pending.pop(name)
             outcome = self._outcome(name, state, error)
             self.outcomes[name] = outcome
@@ -539,8 +557,10 @@ class Controller:
             trial.set_user_attr("job_name", job.job_name)
             self.pending[job.job_name] = trial
             self.identity[job.job_name] = job.params, job.hash
+        news = [] if self.stepper is None else self.stepper.news()
         try:
             with self.exp.transaction() as records:
+                merge(records, news)   # the jobs that ended, in this same write
                 for job in jobs:
                     self.exp.setup_job(job)
                     records[job.job_name] = new_record(job)
@@ -552,6 +572,9 @@ class Controller:
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)
             return False   # after the loop's pause (backing off), not at once
+        if news:
+            self.stepper.written(news)
+            self.shown = set()
         return True
 
     # -- done, show, results --------------------------------------------------------------

@@ -39,7 +39,11 @@ def trial_rows(table: pd.DataFrame) -> pd.DataFrame:
         empty = table.iloc[:0].assign(**{TRIAL: pd.Series(dtype="int64")})
         empty.attrs = dict(table.attrs)
         return empty
-    rows = table[table[TRIAL].notna().to_numpy()]
+    numbers = table[TRIAL]
+    if numbers.is_monotonic_increasing and not numbers.isna().any() and isinstance(table.index, pd.RangeIndex) \
+            and table.index.start == 0 and table.index.step == 1:
+        return table   # only trials, in order: as a search's own experiment holds them
+    rows = table[numbers.notna().to_numpy()]
     return rows.sort_values(TRIAL, kind="stable").reset_index(drop=True) if len(rows) else rows
 
 

@@ -73,6 +73,10 @@ class Queue(ABC):
     #: Whether the scheduler may run an attempt again after a signal stopped it (a requeue):
     #: such a stop is then no end until the scheduler says so (``attempts.observe(hold=)``).
     requeues: ClassVar[bool] = False
+    #: Whether :meth:`submit` reaches outside the experiment (a scheduler): the intent to
+    #: send is then written before, so that a crash in between finds the jobs again. A
+    #: queue that only changes the records (the local one) needs no such write.
+    submits_outside: ClassVar[bool] = True
 
     def after_submit(self, exp: "Experiment", records: list["Record"]) -> None:
         """Called once a submission is recorded, when the caller does not wait for it."""

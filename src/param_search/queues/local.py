@@ -25,6 +25,7 @@ from .base import Queue
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ..attempts import ExitInfo, StartInfo
     from ..experiment import Experiment
     from ..record import Record
 
@@ -69,6 +70,7 @@ class LocalQueue(Queue):
 
     name = "local"
     waits_by_default = True
+    submits_outside = False   # submit only marks the records: any runner of this machine takes them
 
     def __init__(self, workers: int | None = None, detach: bool = False):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -401,10 +403,11 @@ class LocalRunner:
             elif message[0] == "E" and worker.assigned:
                 record, pid, status = worker.assigned.pop(0), int(message[1]), int(message[2])
                 worker.pid = None
-                if self._claimed_elsewhere(record, pid):
+                written = self._claim_of(record, pid)
+                if written is None:   # another copy of the attempt (an orphan's) claimed it first
                     self._watch_orphan(record)
                     continue
-                self._settle(record, exit_code=status if status < 128 else None)
+                self._settle(record, exit_code=status if status < 128 else None, status=written)
                 done.append(record)
         return done
 
@@ -423,21 +426,25 @@ class LocalRunner:
                     self._settle(record)
                     self.dirty.append(record)
 
-    def _claimed_elsewhere(self, record: "Record", pid: int) -> bool:
-        """Did another copy of this attempt (an orphan's) claim it before ours?"""
+    def _claim_of(self, record: "Record", pid: int) -> "tuple[StartInfo | None, ExitInfo | None] | None":
+        """The attempt's status file as our job (``pid``) left it; None if another copy of
+        the attempt (an orphan's) claimed it before ours."""
         for _ in range(100):
-            started = read_start(self.exp.attempt_path(record, "status"))
+            status = read_status(self.exp.attempt_path(record, "status"))
+            started = status[0]
             if started is None or started.pid == pid:
-                return False
+                return status
             if started.pid:
-                return True
+                return None
             time.sleep(0.01)   # the claimant has not written its pid yet
-        return False
+        return status
 
-    def _settle(self, record: "Record", verdict: str = FAILED, exit_code: int | None = None) -> None:
-        """Finalize an ended job from its exit file; without one, from the process's exit
-        status (e.g. the script replaced the wrapper's EXIT trap) or else ``verdict``."""
-        observe(self.exp, record)
+    def _settle(self, record: "Record", verdict: str = FAILED, exit_code: int | None = None,
+                status: "tuple[StartInfo | None, ExitInfo | None] | None" = None) -> None:
+        """Finalize an ended job from its exit file (``status``: as just read, if at hand);
+        without one, from the process's exit status (e.g. the script replaced the wrapper's
+        EXIT trap) or else ``verdict``."""
+        observe(self.exp, record, status=status)
         if record["state"] in (RUNNING, PENDING):
             if exit_code is not None and record["started"] is None:   # its claim never got written
                 apply(record, Vanished(FAILED, time.time(), "the job could not write its status file "
