@@ -242,7 +242,7 @@ def _status(jobs: JobsLike, news: list[Record] | None = None, watched: "Collecti
         written = changed or bool(news and write_news)
         if written:
             exp.save_index(index)
-    return frame(exp, index if rows is None else index.take(rows)), written
+    return frame(exp, index if rows is None else index.take(rows), live_logs=news is None), written
 
 
 def status_with(work_dir: str, news: list[Record], watched: "Collection[str]",
@@ -250,7 +250,8 @@ def status_with(work_dir: str, news: list[Record], watched: "Collection[str]",
     """:func:`status` of every job but those this process runs and watches itself
     (``watched``), with their latest records (``news``) merged in; and whether the index
     was written (with the news in it). ``write_news=False``: the news are written only
-    along with a change of the others (the caller writes them in a later write of its own)."""
+    along with a change of the others (the caller writes them in a later write of its own).
+    Running jobs' log tails are left as recorded (the caller's loop looks at states)."""
     return _status(work_dir, news, watched, write_news)
 
 

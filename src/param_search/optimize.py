@@ -360,24 +360,44 @@ class Controller:
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> pd.DataFrame:
         """The trial jobs, refreshed (one status call per queue); the first time, the study
-        is rebuilt from them."""
+        is rebuilt from them.
+
+        Where this process runs the jobs, the trials sent last round start first and run
+        while the table is read; then it waits for one to end (up to ``patience``) and, for
+        as long as its last round of work took, for others that end meanwhile. Those ends
+        are not in the table: :meth:`tell` and :meth:`ask` take them from the stepper's
+        news, which go into the index with the next trials asked for."""
         if self.stepper is None:
             table = trial_rows(refreshed(self.exp))
-        else:   # start what was sent and wait for one end (not the first time: no table yet),
-            # and for as long as our last round of work took, for others that end meanwhile
+        elif not self.rebuilt:   # claim and start what waits for a runner; no waiting yet
+            self.stepper(0.0, None, write=False)
+            table = self._trial_table()
+        else:
+            self.stepper.start(self.waiting)
+            table = self._trial_table()
+            if table["job_state"].isin(FINAL_STATES).all():
+                return table   # nothing to wait for (the search is done, or waits for asks)
             last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
-            self.stepper(patience if self.rebuilt else 0.0, self.waiting, write=False,
-                         gather=last_round)
+            self.stepper(patience, self.waiting, write=False, gather=last_round)
             self.round_started = time.monotonic()
-            table = trial_rows(self._status_with_news())
-            pending = table["job_state"].to_numpy() == PENDING
-            self.waiting = table["job_name"].to_numpy()[pending].tolist() if pending.any() else []
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
         return table
+
+    def _trial_table(self) -> pd.DataFrame:
+        table = trial_rows(self._status_with_news())
+        pending = table["job_state"].to_numpy() == PENDING
+        self.waiting = table["job_name"].to_numpy()[pending].tolist() if pending.any() else []
+        return table
+
+    def _ended_news(self) -> dict[str, tuple[str, Any]]:
+        """Job name -> (state, error) of the stepper's jobs that ended since the table was read."""
+        if self.stepper is None:
+            return {}
+        return {r["job_name"]: (r["state"], r["error"]) for r in self.stepper.news() if r["state"] in FINAL_STATES}
 
     def _status_with_news(self) -> pd.DataFrame:
         """The table with the jobs the stepper saw end. Their records go into the index with
@@ -430,14 +450,14 @@ class Controller:
 
         if not self.pending:
             return False
-        names, states = table["job_name"].to_numpy(), table["job_state"]
-        final = [i for i in np.flatnonzero(states.isin(FINAL_STATES).to_numpy()) if names[i] in self.pending]
-        if not final:
+        names, states, errors = table["job_name"].to_numpy(), table["job_state"], table["error"]
+        ended = {names[i]: (states.iat[i], errors.iat[i])
+                 for i in np.flatnonzero(states.isin(FINAL_STATES).to_numpy()) if names[i] in self.pending}
+        ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending)
+        if not ended:
             return False
-        errors = table["error"]
-        for i in final:
-            name, state, error = names[i], states.iat[i], errors.iat[i]
-            trial = self.pending.pop(name)
+        for name in sorted(ended, key=lambda n: self.identity[n][0][TRIAL]):   # in trial order
+            (state, error), trial = ended[name], self.pending.pop(name)
             outcome = self._outcome(name, state, error)
             self.outcomes[name] = outcome
             self._report(name, trial, outcome.intermediate)
@@ -543,9 +563,10 @@ class Controller:
     def ask(self, table: pd.DataFrame) -> bool:
         """Send new trials up to ``max_running`` (and trials set up but never sent), never more
         than ``n_trials`` in all."""
-        states = table["job_state"]
+        states, names = table["job_state"], table["job_name"]
         unsent = table.loc[(states == NEW).to_numpy(), "job_name"].tolist()
-        active = int((~states.isin(FINAL_STATES)).sum())
+        ended = list(self._ended_news())   # since the table was read
+        active = int((~states.isin(FINAL_STATES).to_numpy() & ~names.isin(ended).to_numpy()).sum())
         n_new = min(self.search.max_running - active, self.search.n_trials - len(table))
         if n_new <= 0 and not unsent:
             return False

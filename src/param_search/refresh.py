@@ -97,11 +97,10 @@ def refresh_index(exp: Experiment, index: "pa.Table", rows: "np.ndarray | None" 
     import numpy as np
 
     active = in_a_queue_rows(index)
-    if watched:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        active &= ~_mask(pc.is_in(index.column("job_name"), pa.array(list(watched), pa.large_string())))
+    if watched and active.any():   # the few active rows' names looked up, not every row's
+        rows_active = np.flatnonzero(active)
+        names = index.column("job_name").take(rows_active).to_pylist()
+        active[rows_active[[name in watched for name in names]]] = False
     if rows is not None:
         chosen = np.zeros(index.num_rows, dtype=bool)
         chosen[rows] = True

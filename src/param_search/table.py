@@ -34,15 +34,17 @@ def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
     return frame(exp, index_file.from_records(list(records), exp.work_dir))
 
 
-def frame(exp: Experiment, index: pa.Table) -> pd.DataFrame:
-    """The jobs table of an index table (see index_file.py), rows in the index's order."""
+def frame(exp: Experiment, index: pa.Table, live_logs: bool = True) -> pd.DataFrame:
+    """The jobs table of an index table (see index_file.py), rows in the index's order.
+    ``live_logs=False``: running jobs' log tails as last recorded, not read from their files
+    (for a loop that looks at states only)."""
     columns: dict[str, object] = {}
     for field in index.schema:
         if field.name.startswith(index_file.PARAM_PREFIX):
             name = field.name[len(index_file.PARAM_PREFIX):]
             if name not in JOB_COLUMNS:
                 columns[name] = _param_values(field, index.column(field.name))
-    running = _running_rows(index)
+    running = _running_rows(index) if live_logs else np.array([], dtype=int)
     for name in JOB_COLUMNS:
         columns[name] = _job_column(exp, index, name, running)
     table = _dataframe(columns, index.num_rows)

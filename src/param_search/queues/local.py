@@ -512,17 +512,7 @@ class LocalStepper:
         ``write=False``: the records of jobs that ended are left for the caller's own write
         of the index (see :meth:`news`)."""
         runner = self.runner
-        if self.lock is None:
-            self.lock = runner._hold()
-        if not self.claimed or pending is None or any(n not in self.mine for n in pending):
-            self.claimed = True
-            todo, running = runner.claim(None)
-            for record in running:
-                if record["job_name"] not in self.mine:
-                    runner._watch_orphan(record)
-            self.waiting = [r for r in reversed(todo) if r["job_name"] not in self.mine] + self.waiting
-            self.mine.update(r["job_name"] for r in [*todo, *running])
-        runner._dispatch(self.waiting)
+        self.start(pending)
         until = time.monotonic() + wait
         ended = runner._wait_some(wait) if runner._busy() or runner.orphans else []
         while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
@@ -538,6 +528,22 @@ class LocalStepper:
         if write:
             runner._flush()
         return bool(ended)
+
+    def start(self, pending: "list[str] | None" = None) -> None:
+        """Claim the jobs that wait for a runner (see :meth:`__call__`) and start what there
+        is room for, without waiting."""
+        runner = self.runner
+        if self.lock is None:
+            self.lock = runner._hold()
+        if not self.claimed or pending is None or any(n not in self.mine for n in pending):
+            self.claimed = True
+            todo, running = runner.claim(None)
+            for record in running:
+                if record["job_name"] not in self.mine:
+                    runner._watch_orphan(record)
+            self.waiting = [r for r in reversed(todo) if r["job_name"] not in self.mine] + self.waiting
+            self.mine.update(r["job_name"] for r in [*todo, *running])
+        runner._dispatch(self.waiting)
 
     def news(self) -> list["Record"]:
         """Records this stepper changed and did not write yet (the caller writes them)."""
