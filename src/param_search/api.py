@@ -25,7 +25,7 @@ from .space import as_points
 from .states import (
     ACTIVE_STATES, COMPLETED, FINAL_STATES, NEW, RESUBMIT_STATES,
 )
-from .table import frame, jobs_table, work_dir_of
+from .table import frame, jobs_table, record_fields, work_dir_of
 from .trials import with_search
 from .refresh import latest_batch, reconcile, refresh, refresh_index
 
@@ -232,27 +232,32 @@ def current(jobs: JobsLike, apply: bool = False) -> pd.DataFrame:
 
 
 def _status(jobs: JobsLike, news: list[Record] | None = None, watched: "Collection[str]" = (),
-            write_news: bool = True) -> tuple[pd.DataFrame, bool]:
-    """The table and whether the index was written."""
+            write_news: bool = True, only: "Collection[str] | None" = None) -> tuple[pd.DataFrame, bool]:
+    """The table and whether the news were written into the index."""
     exp, names = _open(jobs, as_list=False)
     with exp.lock():
-        index = exp.merged_index(news) if news else exp.load_index()
+        index = exp.load_index()
         rows = _rows(index, names)
-        index, changed = refresh_index(exp, index, rows, watched)
-        written = changed or bool(news and write_news)
-        if written:
+        index, changed = refresh_index(exp, index, rows, watched)   # the news' jobs are watched
+        if news and write_news:
+            index = shown = exp.merged_index(news, index)
+        else:   # news merged for reading only (just the fields shown, if few are)
+            shown = exp.merged_index(news, index, None if only is None else record_fields(only)) if news else index
+        if changed or (news and write_news):
             exp.save_index(index)
-    return frame(exp, index if rows is None else index.take(rows), live_logs=news is None), written
+    return frame(exp, shown if rows is None else shown.take(rows), live_logs=news is None,
+                 only=only), bool(news and write_news)
 
 
-def status_with(work_dir: str, news: list[Record], watched: "Collection[str]",
-                write_news: bool = True) -> tuple[pd.DataFrame, bool]:
+def status_with(work_dir: str, news: list[Record], watched: "Collection[str]", write_news: bool = True,
+                only: "Collection[str] | None" = None) -> tuple[pd.DataFrame, bool]:
     """:func:`status` of every job but those this process runs and watches itself
-    (``watched``), with their latest records (``news``) merged in; and whether the index
-    was written (with the news in it). ``write_news=False``: the news are written only
-    along with a change of the others (the caller writes them in a later write of its own).
-    Running jobs' log tails are left as recorded (the caller's loop looks at states)."""
-    return _status(work_dir, news, watched, write_news)
+    (``watched``), with their latest records (``news``) merged in; and whether the news
+    were written into the index. ``write_news=False``: they are not (the caller writes them
+    in a later write of its own).
+    Running jobs' log tails are left as recorded (the caller's loop looks at states);
+    ``only``: just these columns."""
+    return _status(work_dir, news, watched, write_news, only)
 
 
 def _rows(index: "pa.Table", names: "Sequence[str] | pd.Series | None") -> "np.ndarray | None":

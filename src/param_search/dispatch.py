@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import ExperimentError, OptionError, RefusedError, SubmitLimitError
 from .experiment import Experiment
 from .files import token
@@ -283,7 +285,8 @@ def _something_to_do(table: "pd.DataFrame", retry: Retry | None, policy: Mapping
     """Whether a decision round may do anything: looked up in the table, without the lock."""
     if not len(table):
         return False
-    held = table["reason"].str.startswith(HELD, na=False).to_numpy()
+    held = np.fromiter((isinstance(r, str) and r.startswith(HELD) for r in table["reason"].to_numpy()),
+                       bool, len(table))   # a plain loop: pandas' string methods cost more at every round
     if held.any():
         queued = int((table["job_state"].isin(ACTIVE_STATES).to_numpy() & ~held).sum())
         if free_room(policy, queued) > 0:

@@ -289,12 +289,14 @@ class Experiment:
             merge(records, changed)
         return records
 
-    def merged_index(self, changed: list[Record]) -> "pa.Table":
-        """The index with ``changed`` merged in as :meth:`update` does (the caller holds the
-        lock and saves it)."""
-        records = self.load_records()
+    def merged_index(self, changed: list[Record], index: "pa.Table | None" = None,
+                     fields: "set[str] | None" = None) -> "pa.Table":
+        """The index (``index``, else the stored one) with ``changed`` merged in as :meth:`update`
+        does (the caller holds the lock and saves it); only their ``fields``, if given: a
+        table to read those columns of, never to save (see ``RecordMap.view``)."""
+        records = self.load_records() if index is None else RecordMap(index, self.work_dir)
         merge(records, changed)
-        return records.table()
+        return records.table() if fields is None else records.view(fields)
 
     def _rebuild_if_jobs(self, why: str) -> dict[str, Record]:
         records = self.rebuild()

@@ -5,7 +5,7 @@ objects: strings stay in Arrow buffers (pandas' ``str`` dtype), numbers become n
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import pandas as pd
@@ -34,22 +34,33 @@ def jobs_table(exp: Experiment, records: Iterable[Record]) -> pd.DataFrame:
     return frame(exp, index_file.from_records(list(records), exp.work_dir))
 
 
-def frame(exp: Experiment, index: pa.Table, live_logs: bool = True) -> pd.DataFrame:
+def frame(exp: Experiment, index: pa.Table, live_logs: bool = True,
+          only: "Collection[str] | None" = None) -> pd.DataFrame:
     """The jobs table of an index table (see index_file.py), rows in the index's order.
     ``live_logs=False``: running jobs' log tails as last recorded, not read from their files
-    (for a loop that looks at states only)."""
+    (for a loop that looks at states only). ``only``: just these columns (params or job
+    columns), for a loop that reads a few at every round."""
     columns: dict[str, object] = {}
     for field in index.schema:
         if field.name.startswith(index_file.PARAM_PREFIX):
             name = field.name[len(index_file.PARAM_PREFIX):]
-            if name not in JOB_COLUMNS:
+            if name not in JOB_COLUMNS and (only is None or name in only):
                 columns[name] = _param_values(field, index.column(field.name))
     running = _running_rows(index) if live_logs else np.array([], dtype=int)
     for name in JOB_COLUMNS:
-        columns[name] = _job_column(exp, index, name, running)
+        if only is None or name in only:
+            columns[name] = _job_column(exp, index, name, running)
     table = _dataframe(columns, index.num_rows)
     table.attrs["work_dir"] = exp.work_dir
     return table
+
+
+def record_fields(columns: "Collection[str]") -> set[str]:
+    """The record fields the job columns ``columns`` are made of."""
+    fields = {_FROM_FIELD.get(name, name) for name in columns}
+    if "runtime" in fields:
+        fields |= {"started", "ended"}
+    return fields & set(index_file.FIELDS)
 
 
 def _dataframe(columns: dict, n_rows: int) -> pd.DataFrame:
