@@ -75,11 +75,11 @@ def test_the_wheel_in_a_fresh_venv_runs_the_seed_example(dists, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("PYTHONPATH", None)   # else pip takes a source tree on it for the package, installed
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900, env=env)
     run = tmp_path / "run"
     run.mkdir()
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    env.pop("PYTHONPATH", None)
     done = subprocess.run([str(python), str(ROOT / "examples" / "seed_sweep.py"), "local"], cwd=run,
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

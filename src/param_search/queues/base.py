@@ -106,8 +106,9 @@ class Queue(ABC):
     def stepper(self, exp: "Experiment") -> Any:
         """For a queue whose jobs run in the calling process: an object that a caller's own loop
         calls as ``stepper(wait, claim, write)`` to move them on (claim the jobs sent since,
-        start them, wait up to ``wait`` s for one to end), with ``take``, ``news`` and
-        ``written`` (see ``LocalStepper``), and ``stepper.close()`` at the end. None
+        start them, wait up to ``wait`` s for one to end), with ``start`` (the same without
+        waiting), ``take``, ``news`` and ``written`` (see ``LocalStepper``), and
+        ``stepper.close()`` at the end. None
         (the default): the scheduler runs the jobs."""
         return None
 
