@@ -377,8 +377,8 @@ class Controller:
         else:
             self.stepper.start(self.waiting)
             table = self._trial_table()
-            if _final(table).all():
-                return table   # nothing to wait for (the search is done, or waits for asks)
+            if len(table) >= self.search.n_trials and _final(table).all():
+                return table   # the search is done: nothing to wait for
             last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
