@@ -183,9 +183,14 @@ done
     import optuna
 
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
     trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=14, max_running=3,
-                 pruner=pruner, sampler="random")
+                 pruner=pruner, sampler="random", storage=storage)
     pruned = trials[trials.job_state == "PRUNED"]
+    (name,) = optuna.get_all_study_names(storage)   # the study was told what the index says
+    told = optuna.load_study(study_name=name, storage=storage).trials
+    assert sorted(t.state.name for t in told) == sorted(
+        {"COMPLETED": "COMPLETE", "PRUNED": "PRUNED"}[s] for s in trials.job_state)
     assert len(pruned) >= 1, trials[["x", "job_state", "loss"]]
     for row in pruned.itertuples():
         lines = (tmp_path / "w" / row.job_name / f"{row.job_name}.metrics").read_text().splitlines()

@@ -456,7 +456,9 @@ class Controller:
         names, states, errors = table["job_name"].to_numpy(), table["job_state"], table["error"]
         ended = {names[i]: (states.iat[i], errors.iat[i])
                  for i in np.flatnonzero(_final(table)) if names[i] in self.pending}
-        ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending)
+        # ends seen since the table was read; where the table shows an end, it wins (a trial
+        # pruned is PRUNED there, while the stepper saw its killed job end CANCELLED)
+        ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending and n not in ended)
         if not ended:
             return False
         for name in sorted(ended, key=lambda n: self.identity[n][0][TRIAL]):   # in trial order
