@@ -201,6 +201,29 @@ done
     assert ps.best(trials).job_state == "COMPLETED"
 
 
+def test_a_stored_retry_policy_sends_failed_trials_again_and_the_study_hears_their_last_end(tmp_path):
+    """A trial whose job the work_dir's retry policy sends again is told once, when it ends
+    for good; the local stepper runs the job again (it was one of its own)."""
+    import optuna
+
+    from param_search.dispatch import store_policy
+    from param_search.experiment import Experiment
+
+    work_dir = tmp_path / "w"
+    store_policy(Experiment.create(work_dir), ps.Retry(on={"FAILED": {}}, max_attempts=2), None)
+    template = """[ -f tried ] || {{ touch tried; exit 3; }}
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
+"""
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=6, max_running=2,
+                 sampler="random", storage=storage, timeout=60)
+    assert list(trials.job_state) == ["COMPLETED"] * 6 and list(trials.attempt) == [2] * 6
+    (name,) = optuna.get_all_study_names(storage)
+    told = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state.name for t in told] == ["COMPLETE"] * 6
+    assert sorted(t.values[0] for t in told) == sorted(trials.loss)
+
+
 KILLED_CONTROLLER = """
 import sys, scipy.stats as st, param_search as ps
 template = '''echo ran >> ran.txt

@@ -274,8 +274,7 @@ def apply_policy(exp: Experiment, table: "pd.DataFrame") -> bool:
     names = set(table["job_name"])
     with exp.transaction() as records:
         chosen = [r for n, r in records.items() if n in names]
-        ended = [r for r in chosen if retry and r["state"] in FINAL_STATES and retry.wants(r)
-                 and not _refused_before(r)]
+        ended = [r for r in chosen if r["state"] in FINAL_STATES and will_retry(r, retry)]
         sent = _retry(exp, records, ended, retry) if ended else 0
         sent += _release(exp, records, [r for r in chosen if is_held(r)])
     return sent > 0
@@ -291,14 +290,22 @@ def _something_to_do(table: "pd.DataFrame", retry: Retry | None, policy: Mapping
         queued = int((table["job_state"].isin(ACTIVE_STATES).to_numpy() & ~held).sum())
         if free_room(policy, queued) > 0:
             return True
-    if retry is None:
-        return False
+    return retry is not None and bool(to_retry(table, retry).any())
+
+
+def to_retry(table: "pd.DataFrame", retry: Retry) -> np.ndarray:
+    """Which rows of a jobs table the retry policy sends again (:func:`will_retry` of each)."""
     wanted = table["job_state"].isin(retry.states) & (table["attempt"] < retry.max_attempts)
     for state, rule in retry.on.items():
         if rule and rule.get("exit_codes") is not None:
             wanted &= (table["job_state"] != state) | table["exit_code"].isin(rule["exit_codes"])
     refused = table["history"].str.extract(REFUSED_NOTE, expand=False).astype(float)
-    return bool((wanted & ~(refused == table["attempt"])).any())
+    return (wanted & ~(refused == table["attempt"])).to_numpy(dtype=bool)
+
+
+def will_retry(record: Record, retry: Retry | None) -> bool:
+    """Whether the policy sends the record's ended attempt again (one it was refused is not)."""
+    return retry is not None and retry.wants(record) and not _refused_before(record)
 
 
 #: A retry the queue refused: not tried again for that attempt (a new ps.submit or

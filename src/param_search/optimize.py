@@ -32,7 +32,7 @@ import pandas as pd
 
 from . import api, loop
 from .attempts import finalize
-from .dispatch import apply_policy, send
+from .dispatch import apply_policy, retry_policy, send, to_retry, will_retry
 from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
 from .experiment import Experiment, merge
 from .files import atomic_write
@@ -459,6 +459,7 @@ class Controller:
         # ends seen since the table was read; where the table shows an end, it wins (a trial
         # pruned is PRUNED there, while the stepper saw its killed job end CANCELLED)
         ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending and n not in ended)
+        ended = {n: end for n, end in ended.items() if n not in self._retried(table)}
         if not ended:
             return False
         for name in sorted(ended, key=lambda n: self.identity[n][0][TRIAL]):   # in trial order
@@ -470,6 +471,15 @@ class Controller:
                             state=optuna.trial.TrialState[outcome.state])
         self._check_objective()
         return False
+
+    def _retried(self, table: pd.DataFrame) -> set[str]:
+        """Trials whose ended job a stored retry policy sends again: told when it ends for good."""
+        retry = retry_policy(self.exp.policy())
+        if retry is None:
+            return set()
+        names = set(table["job_name"].to_numpy()[to_retry(table, retry)])
+        news = self.stepper.news() if self.stepper is not None else []
+        return names | {r["job_name"] for r in news if r["state"] in FINAL_STATES and will_retry(r, retry)}
 
     def _outcome(self, job_name: str, state: str, error: Any) -> Outcome:
         rows, problem = self._rows(job_name)

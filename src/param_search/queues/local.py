@@ -535,15 +535,22 @@ class LocalStepper:
         runner = self.runner
         if self.lock is None:
             self.lock = runner._hold()
-        if not self.claimed or pending is None or any(n not in self.mine for n in pending):
-            self.claimed = True
+        held = self._held()
+        if not self.claimed or pending is None or any(n not in held for n in pending):
+            self.claimed = True   # (a job of ours that a retry policy sent again is pending anew)
             todo, running = runner.claim(None)
             for record in running:
                 if record["job_name"] not in self.mine:
                     runner._watch_orphan(record)
-            self.waiting = [r for r in reversed(todo) if r["job_name"] not in self.mine] + self.waiting
+            self.waiting = [r for r in reversed(todo) if r["job_name"] not in held] + self.waiting
             self.mine.update(r["job_name"] for r in [*todo, *running])
         runner._dispatch(self.waiting)
+
+    def _held(self) -> set[str]:
+        """Jobs this stepper has now: waiting for a worker, with a worker, or watched."""
+        runner = self.runner
+        return {r["job_name"] for r in [*self.waiting, *runner.orphans.values()]} | \
+            {r["job_name"] for worker in runner.pool for r in worker.assigned}
 
     def news(self) -> list["Record"]:
         """Records this stepper changed and did not write yet (the caller writes them)."""
