@@ -168,7 +168,8 @@ def _hand(exp: Experiment, queue: Queue, records: dict[str, Record], sending: li
           scripts: Mapping[str, str], overrides: dict[str, Any] | None,
           then: "Callable[[list[Record]], None] | None" = None) -> None:
     """Hand one group to the queue, recording the intent (and the queue's settings) before
-    (for a queue that :attr:`~Queue.submits_outside`) and the outcome after; records the queue definitely refused are restored as they were."""
+    (for a queue that :attr:`~Queue.submits_outside`) and the outcome after; records the
+    queue definitely refused are restored as they were."""
     batch = new_batch(exp)
     exp.install_wrapper()
     before = {r["job_name"]: dict(r) for r in sending}

@@ -337,6 +337,7 @@ class Controller:
         self.waiting: list[str] = []   # trials queued in the experiment at the last refresh
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
         self.shown: set[int] = set()   # ids of the stepper's news in the last table, not yet written
+        self.policy: dict[str, Any] = {}   # the experiment's stored policy, as read this round
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -369,6 +370,7 @@ class Controller:
         as long as its last round of work took, for others that end meanwhile. Those ends
         are not in the table: :meth:`tell` and :meth:`ask` take them from the stepper's
         news, which go into the index with the next trials asked for."""
+        self.policy = self.exp.policy()   # what the stored policy asks, read once a round
         if self.stepper is None:
             table = trial_rows(refreshed(self.exp))
         elif not self.rebuilt:   # claim and start what waits for a runner; no waiting yet
@@ -407,7 +409,7 @@ class Controller:
         already (no trials were asked since) or a stored policy (retry, max_queued) acts on
         the index. Until then their status files say how they ended, as for any runner."""
         news = self.stepper.news()
-        write = bool(self.shown.intersection(map(id, news))) or bool(self.exp.policy())
+        write = bool(self.shown.intersection(map(id, news))) or bool(self.policy)
         table, written = api.status_with(self.exp.work_dir, news, self.stepper.mine, write_news=write,
                                          only=ROUND_COLUMNS)
         if written:
@@ -474,7 +476,7 @@ class Controller:
 
     def _retried(self, table: pd.DataFrame) -> set[str]:
         """Trials whose ended job a stored retry policy sends again: told when it ends for good."""
-        retry = retry_policy(self.exp.policy())
+        retry = retry_policy(self.policy)
         if retry is None:
             return set()
         names = set(table["job_name"].to_numpy()[to_retry(table, retry)])

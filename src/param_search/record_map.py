@@ -138,7 +138,7 @@ class RecordMap(MutableMapping):
         the changed fields of changed rows spliced in, new rows appended; built from all
         records where that is not exact (a job's params changed, new parameter columns) or
         not cheaper."""
-        changed = {n: r for n, r in self._read.items() if r != self._before[n]}
+        changed = self._changed()
         fields = {f for n, r in changed.items() for f, v in r.items() if v != self._before[n][f]}
         if self._replaced:
             changed.update(self._replaced)
@@ -159,14 +159,17 @@ class RecordMap(MutableMapping):
     def view(self, fields: "set[str]") -> pa.Table:
         """The index with only ``fields`` of the changed rows spliced in: a table to read
         those columns from, cheaper than :meth:`table` for a few of them; never to save."""
-        changed = {n: r for n, r in self._read.items() if r != self._before[n]}
-        changed.update(self._replaced)
+        changed = {**self._changed(), **self._replaced}
         if self._added:
             return self.table()
         if not changed:
             return self.index
         positions = self.positions()
         return index_file.replace_rows(self.index, [positions[n] for n in changed], list(changed.values()), fields)
+
+    def _changed(self) -> dict[str, Record]:
+        """Rows read and changed since (not counting replaced or added ones)."""
+        return {n: r for n, r in self._read.items() if r != self._before[n]}
 
     def saved(self, table: pa.Table) -> None:
         """``table`` (what :meth:`table` gave) is now the stored index: changes count from here."""
