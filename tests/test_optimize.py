@@ -253,6 +253,106 @@ def test_a_controller_killed_mid_search_is_resumed_by_the_same_call(tmp_path, de
     assert not trials.loss.isna().any()
 
 
+#: A controller killed (-9) once trials were asked as others ended, before its round sends them.
+KILLED_BEFORE_SENDING = """
+import os, signal, sys, scipy.stats as st, param_search as ps
+optimize = sys.modules["param_search.optimize"]
+ask = optimize.Controller.ask
+def dying_ask(self, table):
+    if self.ahead and os.environ.get("KILL_BEFORE_SENDING"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ask(self, table)
+optimize.Controller.ask = dying_ask
+template = '''echo ran >> ran.txt
+sleep 0.2
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
+'''
+ps.optimize(template, 'trial_{hash}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=10,
+            max_running=3, seed=1, work_dir=sys.argv[1], poll_interval=0.05, progress=False, storage=sys.argv[2])
+"""
+
+
+def test_trials_asked_but_never_sent_by_a_killed_controller_are_told_failed_in_a_stored_study(tmp_path):
+    """Trials are asked as others end, before the round's write sends them: a controller
+    killed meanwhile leaves them RUNNING in a stored study, with no job. The rerun tells
+    them failed, and each job's trial once."""
+    import optuna
+
+    work_dir, storage = tmp_path / "w", f"sqlite:///{tmp_path / 'search.db'}"
+    argv = [sys.executable, "-c", KILLED_BEFORE_SENDING, str(work_dir), storage]
+    killed = subprocess.run(argv, stderr=subprocess.DEVNULL, env={**os.environ, "KILL_BEFORE_SENDING": "1"},
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    (name,) = optuna.get_all_study_names(storage)
+    unsent = [t.number for t in optuna.load_study(study_name=name, storage=storage).trials
+              if t.user_attrs.get("job_name") not in set(ps.load(work_dir).job_name)]
+    assert unsent   # asked, never sent
+    subprocess.run(argv, check=True, stderr=subprocess.DEVNULL, timeout=300)
+    trials = trials_table(work_dir)
+    assert len(trials) == 10 and set(trials.job_state) == {"COMPLETED"}
+    for job in trials.job_name:
+        assert (work_dir / job / "ran.txt").read_text() == "ran\n"   # each trial ran once
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert [t.number for t in study.trials if not t.state.is_finished()] == []
+    assert sorted(t.user_attrs["job_name"] for t in study.trials if t.state.name == "COMPLETE") == \
+        sorted(trials.job_name)
+    assert {t.state.name for t in study.trials if t.number in unsent} == {"FAIL"}
+
+
+def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):
+    """Another process's write of the index (here a resubmit of a failed trial) is seen by
+    the next round, though rounds read the index this process wrote last."""
+    template = """sleep 0.4
+if [ {trial} = 1 ] && [ ! -e failed_once ]; then touch failed_once; exit 3; fi
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
+"""
+    work_dir = tmp_path / "w"
+    resubmitter = f"""
+import os, time, param_search as ps
+for _ in range(600):
+    table = ps.status({str(work_dir)!r}) if os.path.exists({str(work_dir / ".param_search" / "index.arrow")!r}) else None
+    if table is not None and "trial" in table and ((table.trial == 1) & (table.job_state == "FAILED")).any():
+        ps.resubmit(table[table.trial == 1])
+        break
+    time.sleep(0.05)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", resubmitter])
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=8, max_running=2)
+    assert proc.wait(timeout=60) == 0
+    again = trials[trials.trial == 1].iloc[0]
+    assert again.job_state == "COMPLETED" and again.attempt == 2, again
+    assert len(trials) == 8 and set(trials.job_state) == {"COMPLETED"}
+
+
+def test_a_trial_cancelled_from_another_process_mid_search_is_seen_and_told_failed(tmp_path):
+    """The controller makes its rounds' tables from the index it wrote last; another
+    process's write (here a cancel) is seen at the next round."""
+    template = "sleep 1.5\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\n"
+    work_dir = tmp_path / "w"
+    canceller = f"""
+import time, param_search as ps
+for _ in range(400):
+    try:
+        table = ps.status({str(work_dir)!r})
+    except Exception:
+        table = None
+    if table is not None and (table.job_state == "RUNNING").any():
+        name = table.job_name[table.job_state == "RUNNING"].iloc[0]
+        ps.cancel(table[table.job_name == name])
+        print(name)
+        break
+    time.sleep(0.05)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", canceller], stdout=subprocess.PIPE, text=True)
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=6, max_running=3)
+    cancelled = proc.communicate(timeout=60)[0].strip()
+    assert cancelled in set(trials.job_name)
+    states = dict(zip(trials.job_name, trials.job_state))
+    assert states.pop(cancelled) == "CANCELLED" and set(states.values()) == {"COMPLETED"}
+    assert len(trials) == 6
+    assert trials.set_index("job_name").loss.isna()[cancelled]
+
+
 def test_a_second_controller_on_the_same_search_is_refused(tmp_path):
     from param_search.experiment import Experiment
     from param_search.optimize import controlling

@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,15 +45,16 @@ from .metrics import DEFAULT_PATTERN, job_rows
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_for
 from .record import new_record
-from .render import Template, render_jobs
+from .render import RenderedJob, Template, render_jobs
 from .search_space import SearchSpace, search_space
 from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
-from .table import JOB_COLUMNS, frame
+from .table import JOB_COLUMNS, frame, record_fields
 from .trials import SETTINGS, TRIAL, trial_rows, trials_table, with_metrics
 from .watch import refreshed
 
 if TYPE_CHECKING:
     import optuna
+    import pyarrow as pa
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband")
@@ -338,6 +340,14 @@ class Controller:
         self.identity: dict[str, tuple[dict, str]] = {}   # job name -> its params and hash
         self.shown: set[int] = set()   # ids of the stepper's news in the last table, not yet written
         self.policy: dict[str, Any] = {}   # the experiment's stored policy, as read this round
+        self.setups: ThreadPoolExecutor | None = None   # writes new trials' folders (see _set_up)
+        self.ahead: list[RenderedJob] = []   # trials asked while others ran, not sent yet (see _on_end)
+        self.top_trial = -1     # the highest trial number given so far
+        self.table_len = 0      # trials in the last table
+        self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
+        self.index: "pa.Table | None" = None   # the index as this process last wrote it ...
+        self.index_stat: tuple | None = None    # ... and its file then (see _known_index)
+        self.all_ours = False   # every trial in a queue was this process's to run, at the last read
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -355,6 +365,11 @@ class Controller:
         return {"poll_interval": poll_interval, "max_interval": max_interval}
 
     def close(self) -> None:
+        for job in self.ahead:   # asked, never sent: the study (if stored) must not wait for them
+            self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
+        self.ahead = []
+        if self.setups is not None:
+            self.setups.shutdown()
         if self.stepper is not None:
             self.stepper.close()
         if self.bar is not None:
@@ -367,12 +382,13 @@ class Controller:
 
         Where this process runs the jobs, the trials sent last round start first and run
         while the table is read; then it waits for one to end (up to ``patience``) and, for
-        as long as its last round of work took, for others that end meanwhile. Those ends
-        are not in the table: :meth:`tell` and :meth:`ask` take them from the stepper's
-        news, which go into the index with the next trials asked for."""
+        as long as its last round of work took, for others that end meanwhile (told and
+        replaced as they end, see :meth:`_on_end`). Those ends are not in the table:
+        :meth:`tell` and :meth:`ask` take them from the stepper's news, which go into the
+        index with the next trials asked for."""
         self.policy = self.exp.policy()   # what the stored policy asks, read once a round
         if self.stepper is None:
-            table = trial_rows(refreshed(self.exp))
+            table = self._seen(trial_rows(refreshed(self.exp)))
         elif not self.rebuilt:   # claim and start what waits for a runner; no waiting yet
             self.stepper(0.0, None, write=False)
             table = self._trial_table()
@@ -384,17 +400,43 @@ class Controller:
             last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
-            self.stepper(patience, self.waiting, write=False, gather=last_round)
+            self.stepper(patience, self.waiting, write=False, gather=last_round,
+                         on_end=self._on_end if self._early() else None)
             self.round_started = time.monotonic()
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
         return table
 
+    def _early(self) -> bool:
+        """Whether trials are told and replaced as their jobs end, while others run (see
+        :meth:`_on_end`): not with a pruner, whose PRUNED trials end CANCELLED in the stepper's
+        news, nor with a stored retry policy, which may send an ended trial's job again."""
+        return self.search.pruner is None and not self.policy
+
+    def _on_end(self, records: list) -> None:
+        """Tell the trials whose jobs just ended and ask for their successors (sent by the
+        round's :meth:`ask`), while the other trials' jobs still run."""
+        ended = sorted((r for r in records if r["state"] in FINAL_STATES and r["job_name"] in self.pending),
+                       key=lambda r: r["params"][TRIAL])
+        for record in ended:
+            self._tell_one(record["job_name"], record["state"], record["error"])
+        room = min(len(ended), self.search.n_trials - self.table_len - len(self.ahead))
+        if room > 0:
+            self.ahead += self._new_trials(room)
+
     def _trial_table(self) -> pd.DataFrame:
-        table = trial_rows(self._status_with_news())
+        table = self._seen(trial_rows(self._status_with_news()))
         pending = table["job_state"].to_numpy() == PENDING
         self.waiting = table["job_name"].to_numpy()[pending].tolist() if pending.any() else []
+        return table
+
+    def _seen(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Note how many trials there are and the highest number given (before the wait:
+        see :meth:`_on_end`)."""
+        self.table_len = len(table)
+        if len(table):
+            self.top_trial = max(self.top_trial, int(table[TRIAL].max()))
         return table
 
     def _ended_news(self) -> dict[str, tuple[str, Any]]:
@@ -410,18 +452,37 @@ class Controller:
         the index. Until then their status files say how they ended, as for any runner."""
         news = self.stepper.news()
         write = bool(self.shown.intersection(map(id, news))) or bool(self.policy)
+        if not write and self._known_index():
+            view = self.exp.merged_index(news, self.index, record_fields(ROUND_COLUMNS)) if news else self.index
+            self.shown = set(map(id, news))
+            return frame(self.exp, view, live_logs=False, only=ROUND_COLUMNS)
+        self.index = None
         table, written = api.status_with(self.exp.work_dir, news, self.stepper.mine, write_news=write,
                                          only=ROUND_COLUMNS)
         if written:
             self.stepper.written(news)
         self.shown = set() if written else set(map(id, news))
+        names, active = table["job_name"].to_numpy(), ~_final(table) & (table["job_state"].to_numpy() != NEW)
+        self.all_ours = all(name in self.stepper.mine for name in names[active])
         return table
+
+    def _known_index(self) -> bool:
+        """Whether the index this process last wrote is the one stored, and nothing in it
+        needs a refresh: each trial in a queue is one this process runs (whose ends it
+        hears itself). The round's table is then made from it, without reading the index.
+        Anyone's write (a cancel, a status refresh) is a new file: the next round reads it."""
+        return self.index is not None and self.all_ours and self.search.pruner is None \
+            and _stat(self.exp.index_path) == self.index_stat
 
     def _rebuild(self, table: pd.DataFrame) -> None:
         """Tell the study every ended trial, adopt the others (a fresh study: all of them)."""
         import optuna
 
         known = {t.user_attrs.get("job_name"): t for t in self.study.get_trials(deepcopy=False)}
+        names = set(table["job_name"])
+        for frozen in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.user_attrs.get("job_name") not in names:   # asked, never sent (a stored study)
+                self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
         records = self.exp.load_records()
         records.prefetch(table["job_name"].tolist())
         for row in table.sort_values(TRIAL).itertuples():
@@ -451,8 +512,7 @@ class Controller:
     # -- tell ---------------------------------------------------------------------------
     def tell(self, table: pd.DataFrame) -> bool:
         """Tell the study the trials whose jobs ended (changes nothing on disk)."""
-        import optuna
-
+        self._check_objective()   # (trials told as they ended, see _on_end)
         if not self.pending:
             return False
         names, states, errors = table["job_name"].to_numpy(), table["job_state"], table["error"]
@@ -465,14 +525,17 @@ class Controller:
         if not ended:
             return False
         for name in sorted(ended, key=lambda n: self.identity[n][0][TRIAL]):   # in trial order
-            (state, error), trial = ended[name], self.pending.pop(name)
-            outcome = self._outcome(name, state, error)
-            self.outcomes[name] = outcome
-            self._report(name, trial, outcome.intermediate)
-            self.study.tell(trial, outcome.values if outcome.state == "COMPLETE" else None,
-                            state=optuna.trial.TrialState[outcome.state])
+            self._tell_one(name, *ended[name])
         self._check_objective()
         return False
+
+    def _tell_one(self, name: str, state: str, error: Any) -> None:
+        trial = self.pending.pop(name)
+        outcome = self._outcome(name, state, error)
+        self.outcomes[name] = outcome
+        self._report(name, trial, outcome.intermediate)
+        self.study.tell(trial, outcome.values if outcome.state == "COMPLETE" else None,
+                        state=_trial_state(outcome.state))
 
     def _retried(self, table: pd.DataFrame) -> set[str]:
         """Trials whose ended job a stored retry policy sends again: told when it ends for good."""
@@ -520,9 +583,14 @@ class Controller:
 
     def _check_objective(self) -> None:
         """An objective no completed trial wrote is a mistake in the call: say so early."""
+        if self.objective_seen:
+            return
         done = [o for o in self.outcomes.values() if o.problem is None or not o.problem.startswith("the job")]
         completed = [o for o in done if o.state in ("COMPLETE", "FAIL")]
-        if len(completed) < min(FIRST_TRIALS, self.search.n_trials) or any(o.values for o in completed):
+        if any(o.values for o in completed):
+            self.objective_seen = True
+            return
+        if len(completed) < min(FIRST_TRIALS, self.search.n_trials):
             return
         found = sorted({str(c) for o in completed for c in o.last})
         where = (f"the columns it found: {', '.join(found)}" if found
@@ -584,28 +652,26 @@ class Controller:
         unsent = names[states == NEW].tolist()
         ended = self._ended_news()   # since the table was read
         active = sum(1 for name, final in zip(names, _final(table)) if not final and name not in ended)
-        n_new = min(self.search.max_running - active, self.search.n_trials - len(table))
+        n_new = max(min(self.search.max_running - active, self.search.n_trials - len(table)), 0)
         if n_new <= 0 and not unsent:
             return False
-        first = int(table[TRIAL].max()) + 1 if len(table) else 0
-        trials = [self.study.ask(self.search.space.distributions) for _ in range(max(n_new, 0))]
-        params = [{TRIAL: first + i, **self.search.space.params(t.params)} for i, t in enumerate(trials)]
-        jobs = render_jobs(self.search.template, self.search.name, params, self.exp.work_dir)
-        for job, trial in zip(jobs, trials):
-            trial.set_user_attr("job_name", job.job_name)
-            self.pending[job.job_name] = trial
-            self.identity[job.job_name] = job.params, job.hash
+        jobs, self.ahead = self.ahead[:n_new], self.ahead[n_new:]   # asked as others ended
+        jobs += self._new_trials(n_new - len(jobs))
         news = [] if self.stepper is None else self.stepper.news()
+        self.index = None
         try:
             with self.exp.transaction() as records:
+                folders = self._set_up(jobs)
                 merge(records, news)   # the jobs that ended, in this same write
-                for job in jobs:
-                    self.exp.setup_job(job)
+                for job, folder in zip(jobs, folders):
+                    folder.result()   # written before the index names the job
                     records[job.job_name] = new_record(job)
                 chosen = [records[j.job_name] for j in jobs] + [records[n] for n in unsent]
                 # ours to run (local): claimed in the write that records the hand-over
                 send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs},
                      then=None if self.stepper is None else self.stepper.take)
+                self.exp.save_records(records)   # (saved by send: nothing to write)
+                self.index, self.index_stat = records.index, _stat(self.exp.index_path)   # still ours
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)
@@ -614,6 +680,27 @@ class Controller:
             self.stepper.written(news)
             self.shown = set()
         return True
+
+    def _new_trials(self, n: int) -> list[RenderedJob]:
+        """Ask the study for ``n`` trials (numbered on from the last) and render their jobs."""
+        if n <= 0:
+            return []
+        trials = [self.study.ask(self.search.space.distributions) for _ in range(n)]
+        first, self.top_trial = self.top_trial + 1, self.top_trial + n
+        params = [{TRIAL: first + i, **self.search.space.params(t.params)} for i, t in enumerate(trials)]
+        jobs = render_jobs(self.search.template, self.search.name, params, self.exp.work_dir)
+        for job, trial in zip(jobs, trials):
+            trial.set_user_attr("job_name", job.job_name)
+            self.pending[job.job_name] = trial
+            self.identity[job.job_name] = job.params, job.hash
+        return jobs
+
+    def _set_up(self, jobs: list) -> list["Future"]:
+        """Write the new trials' folders in two threads, while this one records them: their
+        work is mostly the kernel's, and no job runs meanwhile to use the other core."""
+        if self.setups is None:
+            self.setups = ThreadPoolExecutor(2, thread_name_prefix="param_search-setup")
+        return [self.setups.submit(self.exp.setup_job, job) for job in jobs]
 
     # -- done, show, results --------------------------------------------------------------
     def done(self, table: pd.DataFrame) -> bool:
@@ -642,6 +729,21 @@ class Controller:
         problems = {n: o.problem for n, o in self.outcomes.items() if o.problem}
         rows = {n: o.last for n, o in self.outcomes.items()}
         return with_metrics(table, rows, problems, self.search.objectives, self.search.directions)
+
+
+def _stat(path: str) -> tuple | None:
+    """What tells one version of a file from another written since (replaced, so a new inode)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _trial_state(name: str) -> "optuna.trial.TrialState":
+    import optuna
+
+    return optuna.trial.TrialState[name]
 
 
 def _final(table: pd.DataFrame) -> np.ndarray:

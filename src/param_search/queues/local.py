@@ -23,6 +23,8 @@ from ..states import CANCELLED, FAILED, FINAL_STATES, PENDING, RUNNING, SUBMITTI
 from .base import Queue
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pyarrow as pa
 
     from ..attempts import ExitInfo, StartInfo
@@ -504,30 +506,38 @@ class LocalStepper:
         self.claimed = False                # whether it looked for jobs to run yet
 
     def __call__(self, wait: float, pending: "list[str] | None" = None, write: bool = True,
-                 gather: float = 0.0) -> bool:
+                 gather: float = 0.0, on_end: "Callable[[list[Record]], None] | None" = None) -> bool:
         """Claim the jobs that wait for a runner (when ``pending`` names one this stepper does
         not run yet, or on the first call), start what there is room for, wait up to ``wait``
         seconds for a job to end, then up to ``gather`` seconds more for others that end
         meanwhile (one round of the caller's work for all of them); return whether one did.
         ``write=False``: the records of jobs that ended are left for the caller's own write
-        of the index (see :meth:`news`)."""
+        of the index (see :meth:`news`). ``on_end``: called with the jobs that ended at each
+        wake-up (the caller's work on them overlaps the jobs still running)."""
         runner = self.runner
         self.start(pending)
         until = time.monotonic() + wait
-        ended = runner._wait_some(wait) if runner._busy() or runner.orphans else []
+        ended = self._ended(wait, on_end) if runner._busy() or runner.orphans else []
         while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
-            ended = runner._wait_some(until - time.monotonic())   # the first wake-up may be a start
+            ended = self._ended(until - time.monotonic(), on_end)   # the first wake-up may be a start
         if not ended and wait and not (runner._busy() or runner.orphans):
             time.sleep(wait)
         until = time.monotonic() + gather
         while ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
-            ended += runner._wait_some(until - time.monotonic())
+            ended += self._ended(until - time.monotonic(), on_end)
         self.waiting += reversed(runner.returned)
         runner.returned = []
-        runner.dirty += ended
         if write:
             runner._flush()
         return bool(ended)
+
+    def _ended(self, timeout: float, on_end: "Callable[[list[Record]], None] | None") -> list["Record"]:
+        """The jobs that end within ``timeout``, kept as news before the caller hears of them."""
+        ended = self.runner._wait_some(timeout)
+        self.runner.dirty += ended
+        if ended and on_end is not None:
+            on_end(ended)
+        return ended
 
     def start(self, pending: "list[str] | None" = None) -> None:
         """Claim the jobs that wait for a runner (see :meth:`__call__`) and start what there
