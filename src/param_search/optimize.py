@@ -45,6 +45,7 @@ from .metrics import DEFAULT_PATTERN, job_rows
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_for
 from .record import new_record
+from .record_map import RecordMap
 from .render import RenderedJob, Template, render_jobs
 from .search_space import SearchSpace, search_space
 from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
@@ -350,7 +351,7 @@ class Controller:
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
 
     def steps(self) -> list:
-        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
+        return [self.tell, self.prune, lambda table: bool(self.policy) and apply_policy(self.exp, table), self.ask]
 
     def intervals(self, poll_interval: float, max_interval: float, deadline: float | None = None
                   ) -> dict[str, float]:
@@ -658,9 +659,9 @@ class Controller:
         jobs, self.ahead = self.ahead[:n_new], self.ahead[n_new:]   # asked as others ended
         jobs += self._new_trials(n_new - len(jobs))
         news = [] if self.stepper is None else self.stepper.news()
-        self.index = None
         try:
-            with self.exp.transaction() as records:
+            with self.exp.lock():
+                records = self._records()
                 folders = self._set_up(jobs)
                 merge(records, news)   # the jobs that ended, in this same write
                 for job, folder in zip(jobs, folders):
@@ -680,6 +681,14 @@ class Controller:
             self.stepper.written(news)
             self.shown = set()
         return True
+
+    def _records(self) -> RecordMap:
+        """The index's records (the caller holds the lock): the index this process wrote
+        last while it is still the stored one, else as stored."""
+        known, self.index = self.index, None
+        if known is not None and _stat(self.exp.index_path) == self.index_stat:
+            return RecordMap(known, self.exp.work_dir)
+        return self.exp.load_records()
 
     def _new_trials(self, n: int) -> list[RenderedJob]:
         """Ask the study for ``n`` trials (numbered on from the last) and render their jobs."""
