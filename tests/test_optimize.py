@@ -353,6 +353,25 @@ for _ in range(400):
     assert trials.set_index("job_name").loss.isna()[cancelled]
 
 
+def test_trials_held_back_by_a_cap_lifted_since_are_sent_by_the_next_call(tmp_path):
+    """A search stopped with trials held back by ``max_queued``; the cap lifted (the stored
+    policy is then empty): the next call sends them and the search ends."""
+    from param_search.dispatch import store_policy
+    from param_search.experiment import Experiment
+
+    work_dir = tmp_path / "w"
+    exp = Experiment.create(str(work_dir))
+    store_policy(exp, None, 1)
+    template = "sleep 1; echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\n"
+    options = dict(n_trials=6, max_running=3, max_interval=1.0)
+    with pytest.raises(TimeoutError):
+        run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, timeout=1.5, **options)
+    assert ps.status(work_dir).reason.str.startswith("held back").any()
+    store_policy(exp, None, 0)   # what ps.submit(..., max_queued=0) into the work_dir does
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, timeout=60, **options)
+    assert len(trials) == 6 and set(trials.job_state) == {"COMPLETED"}
+
+
 def test_a_second_controller_on_the_same_search_is_refused(tmp_path):
     from param_search.experiment import Experiment
     from param_search.optimize import controlling

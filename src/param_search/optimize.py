@@ -351,7 +351,7 @@ class Controller:
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
 
     def steps(self) -> list:
-        return [self.tell, self.prune, lambda table: bool(self.policy) and apply_policy(self.exp, table), self.ask]
+        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
 
     def intervals(self, poll_interval: float, max_interval: float, deadline: float | None = None
                   ) -> dict[str, float]:
@@ -366,15 +366,17 @@ class Controller:
         return {"poll_interval": poll_interval, "max_interval": max_interval}
 
     def close(self) -> None:
-        for job in self.ahead:   # asked, never sent: the study (if stored) must not wait for them
-            self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
-        self.ahead = []
-        if self.setups is not None:
-            self.setups.shutdown()
-        if self.stepper is not None:
-            self.stepper.close()
-        if self.bar is not None:
-            self.bar.close()
+        try:
+            if self.setups is not None:
+                self.setups.shutdown()
+            if self.stepper is not None:
+                self.stepper.close()
+            if self.bar is not None:
+                self.bar.close()
+        finally:
+            ahead, self.ahead = self.ahead, []
+            for job in ahead:   # asked, never sent: the study (if stored) must not wait for them
+                self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> pd.DataFrame:
@@ -664,9 +666,14 @@ class Controller:
                 records = self._records()
                 folders = self._set_up(jobs)
                 merge(records, news)   # the jobs that ended, in this same write
-                for job, folder in zip(jobs, folders):
-                    folder.result()   # written before the index names the job
-                    records[job.job_name] = new_record(job)
+                try:
+                    for job, folder in zip(jobs, folders):
+                        folder.result()   # written before the index names the job
+                        records[job.job_name] = new_record(job)
+                except BaseException:   # (no more folders the index will not name)
+                    for folder in folders:
+                        folder.cancel()
+                    raise
                 chosen = [records[j.job_name] for j in jobs] + [records[n] for n in unsent]
                 # ours to run (local): claimed in the write that records the hand-over
                 send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs},
@@ -741,12 +748,18 @@ class Controller:
 
 
 def _stat(path: str) -> tuple | None:
-    """What tells one version of a file from another written since (replaced, so a new inode)."""
+    """What tells one version of a file from another written since (replaced, so a new
+    inode). Opened, not just stat'ed: on NFS an open checks the server for a newer file
+    (close-to-open consistency), where a stat may answer from the client's cache."""
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def _trial_state(name: str) -> "optuna.trial.TrialState":

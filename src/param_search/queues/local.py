@@ -516,17 +516,19 @@ class LocalStepper:
         wake-up (the caller's work on them overlaps the jobs still running)."""
         runner = self.runner
         self.start(pending)
-        until = time.monotonic() + wait
-        ended = self._ended(wait, on_end) if runner._busy() or runner.orphans else []
-        while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
-            ended = self._ended(until - time.monotonic(), on_end)   # the first wake-up may be a start
-        if not ended and wait and not (runner._busy() or runner.orphans):
-            time.sleep(wait)
-        until = time.monotonic() + gather
-        while ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
-            ended += self._ended(until - time.monotonic(), on_end)
-        self.waiting += reversed(runner.returned)
-        runner.returned = []
+        try:
+            until = time.monotonic() + wait
+            ended = self._ended(wait, on_end) if runner._busy() or runner.orphans else []
+            while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
+                ended = self._ended(until - time.monotonic(), on_end)   # the first wake-up may be a start
+            if not ended and wait and not (runner._busy() or runner.orphans):
+                time.sleep(wait)
+            until = time.monotonic() + gather
+            while ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
+                ended += self._ended(until - time.monotonic(), on_end)
+        finally:   # (on_end may raise) jobs a killed worker handed back are ours to start or give back
+            self.waiting += reversed(runner.returned)
+            runner.returned = []
         if write:
             runner._flush()
         return bool(ended)
