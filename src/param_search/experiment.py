@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, ExperimentError
 from . import index_file
-from .files import atomic_write, token, write_file, write_json
+from .files import atomic_write, file_version, token, write_file, write_json
 from .identity import json_default, params_hash, untag_nonfinite
 from .record import Record, new_record, script_digest
 from .record_map import RecordMap
@@ -60,6 +60,7 @@ class Experiment:
         self._token: str | None = None
         self._lock_depth = 0
         self._lock_fd: int | None = None
+        self._written: "tuple[tuple | None, pa.Table] | None" = None   # see unchanged_index
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -231,6 +232,9 @@ class Experiment:
 
     def load_index(self) -> "pa.Table":
         """The index as an Arrow table (see index_file.py), rebuilt from job folders if it is lost."""
+        index = self.unchanged_index()
+        if index is not None:
+            return index
         try:
             index = index_file.read(self.index_path)
         except FileNotFoundError:
@@ -267,7 +271,16 @@ class Experiment:
 
     def save_index(self, index: "pa.Table") -> None:
         """Atomically replace the index with an index table (see index_file.py)."""
-        index_file.write(self.index_path, index_file.with_token(index, self.token))
+        index = index_file.with_token(index, self.token)
+        index_file.write(self.index_path, index)
+        self._written = file_version(self.index_path), index
+
+    def unchanged_index(self) -> "pa.Table | None":
+        """The index this object saved last, if that file is still the stored one (nobody
+        wrote it since): a loop that writes the index every round need not read it back."""
+        if self._written is not None and file_version(self.index_path) == self._written[0]:
+            return self._written[1]
+        return None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[RecordMap]:

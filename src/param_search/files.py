@@ -44,5 +44,21 @@ def atomic_write(path: str, text: "str | bytes | memoryview", mode: int = 0o644)
         raise
 
 
+def file_version(path: str) -> tuple | None:
+    """What tells one version of a file from another written since (atomically replaced:
+    a new inode and times); None if there is none. Opened, not just stat'ed: on NFS an open
+    checks the server for a newer file (close-to-open consistency), where a stat may answer
+    from the client's cache."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+
 def write_json(path: str, data: Any) -> None:
     write_file(path, json.dumps(data, indent=1))

@@ -45,7 +45,6 @@ from .metrics import DEFAULT_PATTERN, job_rows
 from .queues.base import Queue
 from .queues.registry import DEFAULT, make_queue, queue_for
 from .record import new_record
-from .record_map import RecordMap
 from .render import RenderedJob, Template, render_jobs
 from .search_space import SearchSpace, search_space
 from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
@@ -55,7 +54,6 @@ from .watch import refreshed
 
 if TYPE_CHECKING:
     import optuna
-    import pyarrow as pa
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband")
@@ -346,8 +344,6 @@ class Controller:
         self.top_trial = -1     # the highest trial number given so far
         self.table_len = 0      # trials in the last table
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
-        self.index: "pa.Table | None" = None   # the index as this process last wrote it ...
-        self.index_stat: tuple | None = None    # ... and its file then (see _known_index)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
 
     def steps(self) -> list:
@@ -455,11 +451,12 @@ class Controller:
         the index. Until then their status files say how they ended, as for any runner."""
         news = self.stepper.news()
         write = bool(self.shown.intersection(map(id, news))) or bool(self.policy)
-        if not write and self._known_index():
-            view = self.exp.merged_index(news, self.index, record_fields(ROUND_COLUMNS)) if news else self.index
+        index = self.exp.unchanged_index() if not write and self.all_ours and self.search.pruner is None \
+            else None
+        if index is not None:   # each trial in a queue is one this process runs (it hears their ends)
+            view = self.exp.merged_index(news, index, record_fields(ROUND_COLUMNS)) if news else index
             self.shown = set(map(id, news))
             return frame(self.exp, view, live_logs=False, only=ROUND_COLUMNS)
-        self.index = None
         table, written = api.status_with(self.exp.work_dir, news, self.stepper.mine, write_news=write,
                                          only=ROUND_COLUMNS)
         if written:
@@ -468,14 +465,6 @@ class Controller:
         names, active = table["job_name"].to_numpy(), ~_final(table) & (table["job_state"].to_numpy() != NEW)
         self.all_ours = all(name in self.stepper.mine for name in names[active])
         return table
-
-    def _known_index(self) -> bool:
-        """Whether the index this process last wrote is the one stored, and nothing in it
-        needs a refresh: each trial in a queue is one this process runs (whose ends it
-        hears itself). The round's table is then made from it, without reading the index.
-        Anyone's write (a cancel, a status refresh) is a new file: the next round reads it."""
-        return self.index is not None and self.all_ours and self.search.pruner is None \
-            and _stat(self.exp.index_path) == self.index_stat
 
     def _rebuild(self, table: pd.DataFrame) -> None:
         """Tell the study every ended trial, adopt the others (a fresh study: all of them)."""
@@ -662,8 +651,7 @@ class Controller:
         jobs += self._new_trials(n_new - len(jobs))
         news = [] if self.stepper is None else self.stepper.news()
         try:
-            with self.exp.lock():
-                records = self._records()
+            with self.exp.transaction() as records:
                 folders = self._set_up(jobs)
                 merge(records, news)   # the jobs that ended, in this same write
                 try:
@@ -678,8 +666,6 @@ class Controller:
                 # ours to run (local): claimed in the write that records the hand-over
                 send(self.exp, self.queue, records, chosen, {j.job_name: j.script for j in jobs},
                      then=None if self.stepper is None else self.stepper.take)
-                self.exp.save_records(records)   # (saved by send: nothing to write)
-                self.index, self.index_stat = records.index, _stat(self.exp.index_path)   # still ours
         except QueueError as exc:   # refused or unanswered: they stay NEW (or SUBMITTING), sent next round
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)
@@ -688,14 +674,6 @@ class Controller:
             self.stepper.written(news)
             self.shown = set()
         return True
-
-    def _records(self) -> RecordMap:
-        """The index's records (the caller holds the lock): the index this process wrote
-        last while it is still the stored one, else as stored."""
-        known, self.index = self.index, None
-        if known is not None and _stat(self.exp.index_path) == self.index_stat:
-            return RecordMap(known, self.exp.work_dir)
-        return self.exp.load_records()
 
     def _new_trials(self, n: int) -> list[RenderedJob]:
         """Ask the study for ``n`` trials (numbered on from the last) and render their jobs."""
@@ -745,21 +723,6 @@ class Controller:
         problems = {n: o.problem for n, o in self.outcomes.items() if o.problem}
         rows = {n: o.last for n, o in self.outcomes.items()}
         return with_metrics(table, rows, problems, self.search.objectives, self.search.directions)
-
-
-def _stat(path: str) -> tuple | None:
-    """What tells one version of a file from another written since (replaced, so a new
-    inode). Opened, not just stat'ed: on NFS an open checks the server for a newer file
-    (close-to-open consistency), where a stat may answer from the client's cache."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def _trial_state(name: str) -> "optuna.trial.TrialState":
