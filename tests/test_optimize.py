@@ -477,6 +477,21 @@ def test_an_optuna_storage_holds_each_trial_once_across_reruns(tmp_path):
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
 
 
+def test_the_study_is_asked_for_n_trials_exactly_when_trials_end_while_others_run(tmp_path):
+    """Successors are asked as trials end, before the round reads the table: never more
+    than n_trials in all (an extra one would be pending for ever: the search would hang)."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    trials = run("echo loss > {job_name}.metrics\necho {x} >> {job_name}.metrics\n",
+                 ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=45, max_running=6,
+                 sampler="random", storage=storage, timeout=120)
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(trials) == 45 and len(study.trials) == 45
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
 def samplers_packages():
     """torch and cmaes (scripts/install-samplers.sh): missing, a failure under CI=true."""
     import importlib.util

@@ -342,7 +342,6 @@ class Controller:
         self.setups: ThreadPoolExecutor | None = None   # writes new trials' folders (see _set_up)
         self.ahead: list[RenderedJob] = []   # trials asked while others ran, not sent yet (see _on_end)
         self.top_trial = -1     # the highest trial number given so far
-        self.table_len = 0      # trials in the last table
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
 
@@ -379,12 +378,13 @@ class Controller:
         """The trial jobs, refreshed (one status call per queue); the first time, the study
         is rebuilt from them.
 
-        Where this process runs the jobs, the trials sent last round start first and run
-        while the table is read; then it waits for one to end (up to ``patience``) and, for
-        as long as its last round of work took, for others that end meanwhile (told and
-        replaced as they end, see :meth:`_on_end`). Those ends are not in the table:
-        :meth:`tell` and :meth:`ask` take them from the stepper's news, which go into the
-        index with the next trials asked for."""
+        Where this process runs the jobs, the trials sent last round start first; it waits
+        for one to end (up to ``patience``), reads the table while the others run, then
+        waits, for as long as its last round of work took, for others that end meanwhile.
+        Trials are told and replaced as they end (see :meth:`_on_end`), so that little of
+        that work is left once the last one ends. Ends after the table was read are not in
+        it: :meth:`tell` and :meth:`ask` take them from the stepper's news, which go into
+        the index with the next trials asked for."""
         self.policy = self.exp.policy()   # what the stored policy asks, read once a round
         if self.stepper is None:
             table = self._seen(trial_rows(refreshed(self.exp)))
@@ -393,14 +393,20 @@ class Controller:
             table = self._trial_table()
         else:
             self.stepper.start(self.waiting)
-            table = self._trial_table()
-            if len(table) >= self.search.n_trials and _final(table).all():
-                return table   # the search is done: nothing to wait for
             last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
-            self.stepper(patience, self.waiting, write=False, gather=last_round,
-                         on_end=self._on_end if self._early() else None)
+            if self._early() and self.stepper.busy():   # the table is read while the others run
+                if self.stepper(patience, self.waiting, write=False, on_end=self._on_end):
+                    table = self._trial_table()
+                    self.stepper.gather(last_round, on_end=self._on_end)
+                else:
+                    table = self._trial_table()
+            else:
+                table = self._trial_table()
+                if len(table) >= self.search.n_trials and _final(table).all():
+                    return table   # the search is done: nothing to wait for
+                self.stepper(patience, self.waiting, write=False, gather=last_round)
             self.round_started = time.monotonic()
         if not self.rebuilt:
             self._rebuild(table)
@@ -420,7 +426,7 @@ class Controller:
                        key=lambda r: r["params"][TRIAL])
         for record in ended:
             self._tell_one(record["job_name"], record["state"], record["error"])
-        room = min(len(ended), self.search.n_trials - self.table_len - len(self.ahead))
+        room = min(len(ended), self.search.n_trials - len(self.identity))   # (every trial made, sent or not)
         if room > 0:
             self.ahead += self._new_trials(room)
 
@@ -431,9 +437,7 @@ class Controller:
         return table
 
     def _seen(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Note how many trials there are and the highest number given (before the wait:
-        see :meth:`_on_end`)."""
-        self.table_len = len(table)
+        """Note the highest trial number given (new trials are numbered on from it)."""
         if len(table):
             self.top_trial = max(self.top_trial, int(table[TRIAL].max()))
         return table

@@ -518,20 +518,39 @@ class LocalStepper:
         self.start(pending)
         try:
             until = time.monotonic() + wait
-            ended = self._ended(wait, on_end) if runner._busy() or runner.orphans else []
-            while not ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
+            ended = self._ended(wait, on_end) if self.busy() else []
+            while not ended and self.busy() and time.monotonic() < until:
                 ended = self._ended(until - time.monotonic(), on_end)   # the first wake-up may be a start
-            if not ended and wait and not (runner._busy() or runner.orphans):
+            if not ended and wait and not self.busy():
                 time.sleep(wait)
-            until = time.monotonic() + gather
-            while ended and (runner._busy() or runner.orphans) and time.monotonic() < until:
-                ended += self._ended(until - time.monotonic(), on_end)
         finally:   # (on_end may raise) jobs a killed worker handed back are ours to start or give back
-            self.waiting += reversed(runner.returned)
-            runner.returned = []
+            self._take_back()
+        if ended:
+            ended += self.gather(gather, on_end)
         if write:
             runner._flush()
         return bool(ended)
+
+    def busy(self) -> bool:
+        """Whether a job of this stepper's runs (or waits for a worker that is running one)."""
+        return bool(self.runner._busy() or self.runner.orphans)
+
+    def gather(self, seconds: float, on_end: "Callable[[list[Record]], None] | None" = None) -> list["Record"]:
+        """After a first end: wait up to ``seconds`` more for the jobs that end meanwhile (one
+        round of the caller's work for all of them); return them. ``on_end``: as for a call."""
+        ended: list["Record"] = []
+        until = time.monotonic() + seconds
+        try:
+            while self.busy() and time.monotonic() < until:
+                ended += self._ended(until - time.monotonic(), on_end)
+        finally:
+            self._take_back()
+        return ended
+
+    def _take_back(self) -> None:
+        """Jobs a killed worker handed back are ours to start or give back."""
+        self.waiting += reversed(self.runner.returned)
+        self.runner.returned = []
 
     def _ended(self, timeout: float, on_end: "Callable[[list[Record]], None] | None") -> list["Record"]:
         """The jobs that end within ``timeout``, kept as news before the caller hears of them."""
