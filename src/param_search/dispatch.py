@@ -285,13 +285,24 @@ def _something_to_do(table: "pd.DataFrame", retry: Retry | None, policy: Mapping
     """Whether a decision round may do anything: looked up in the table, without the lock."""
     if not len(table):
         return False
-    held = np.fromiter((isinstance(r, str) and r.startswith(HELD) for r in table["reason"].to_numpy()),
-                       bool, len(table))   # a plain loop: pandas' string methods cost more at every round
+    held = _held_rows(table)
     if held.any():
         queued = int((table["job_state"].isin(ACTIVE_STATES).to_numpy() & ~held).sum())
         if free_room(policy, queued) > 0:
             return True
     return retry is not None and bool(to_retry(table, retry).any())
+
+
+def _held_rows(table: "pd.DataFrame") -> np.ndarray:
+    """Which rows' jobs are held back, tested at every round: at once on the jobs table's
+    Arrow strings (pandas' string methods cost more), else row by row."""
+    reason = table["reason"].array
+    if hasattr(reason, "__arrow_array__"):
+        import pyarrow.compute as pc
+
+        held = pc.fill_null(pc.starts_with(reason.__arrow_array__(), HELD), False)
+        return held.to_numpy(zero_copy_only=False)
+    return np.fromiter((isinstance(r, str) and r.startswith(HELD) for r in reason), bool, len(table))
 
 
 def to_retry(table: "pd.DataFrame", retry: Retry) -> np.ndarray:

@@ -58,8 +58,10 @@ if TYPE_CHECKING:
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
-#: The columns a round of the controller reads (what its steps and the stored policy look at).
-ROUND_COLUMNS = (TRIAL, "job_name", "job_state", "error", "reason", "attempt", "exit_code", "history")
+#: The columns a round of the controller reads (what its steps look at), and those a stored
+#: retry policy reads too.
+ROUND_COLUMNS = (TRIAL, "job_name", "job_state", "error", "reason")
+POLICY_COLUMNS = ("attempt", "exit_code", "history")
 #: Completed trials read before an objective that none of them wrote is called an error.
 FIRST_TRIALS = 3
 
@@ -344,6 +346,7 @@ class Controller:
         self.top_trial = -1     # the highest trial number given so far
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
+        self.looked: Looked | None = None   # the columns the steps read of the last table
 
     def steps(self) -> list:
         return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
@@ -404,7 +407,7 @@ class Controller:
                     table = self._trial_table()
             else:
                 table = self._trial_table()
-                if len(table) >= self.search.n_trials and _final(table).all():
+                if len(table) >= self.search.n_trials and self._look(table).final.all():
                     return table   # the search is done: nothing to wait for
                 self.stepper(patience, self.waiting, write=False, gather=last_round)
             self.round_started = time.monotonic()
@@ -432,9 +435,15 @@ class Controller:
 
     def _trial_table(self) -> pd.DataFrame:
         table = self._seen(trial_rows(self._status_with_news()))
-        pending = table["job_state"].to_numpy() == PENDING
-        self.waiting = table["job_name"].to_numpy()[pending].tolist() if pending.any() else []
+        look = self._look(table)
+        pending = look.states == PENDING
+        self.waiting = look.names[pending].tolist() if pending.any() else []
         return table
+
+    def _look(self, table: pd.DataFrame) -> "Looked":
+        if self.looked is None or self.looked.table is not table:
+            self.looked = Looked.of(table)
+        return self.looked
 
     def _seen(self, table: pd.DataFrame) -> pd.DataFrame:
         """Note the highest trial number given (new trials are numbered on from it)."""
@@ -457,17 +466,18 @@ class Controller:
         write = bool(self.shown.intersection(map(id, news))) or bool(self.policy)
         index = self.exp.unchanged_index() if not write and self.all_ours and self.search.pruner is None \
             else None
-        if index is not None:   # each trial in a queue is one this process runs (it hears their ends)
+        if index is not None:   # each trial in a queue is one this process runs (it hears their
+            # ends), and no stored policy reads more columns
             view = self.exp.merged_index(news, index, record_fields(ROUND_COLUMNS)) if news else index
             self.shown = set(map(id, news))
             return frame(self.exp, view, live_logs=False, only=ROUND_COLUMNS)
         table, written = api.status_with(self.exp.work_dir, news, self.stepper.mine, write_news=write,
-                                         only=ROUND_COLUMNS)
+                                         only=ROUND_COLUMNS + POLICY_COLUMNS)
         if written:
             self.stepper.written(news)
         self.shown = set() if written else set(map(id, news))
-        names, active = table["job_name"].to_numpy(), ~_final(table) & (table["job_state"].to_numpy() != NEW)
-        self.all_ours = all(name in self.stepper.mine for name in names[active])
+        look = self._look(table)
+        self.all_ours = all(name in self.stepper.mine for name in look.names[~look.final & (look.states != NEW)])
         return table
 
     def _rebuild(self, table: pd.DataFrame) -> None:
@@ -511,9 +521,9 @@ class Controller:
         self._check_objective()   # (trials told as they ended, see _on_end)
         if not self.pending:
             return False
-        names, states, errors = table["job_name"].to_numpy(), table["job_state"], table["error"]
-        ended = {names[i]: (states.iat[i], errors.iat[i])
-                 for i in np.flatnonzero(_final(table)) if names[i] in self.pending}
+        look, errors = self._look(table), table["error"]
+        ended = {look.names[i]: (look.states[i], errors.iat[i])
+                 for i in np.flatnonzero(look.final) if look.names[i] in self.pending}
         # ends seen since the table was read; where the table shows an end, it wins (a trial
         # pruned is PRUNED there, while the stepper saw its killed job end CANCELLED)
         ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending and n not in ended)
@@ -644,10 +654,10 @@ class Controller:
     def ask(self, table: pd.DataFrame) -> bool:
         """Send new trials up to ``max_running`` (and trials set up but never sent), never more
         than ``n_trials`` in all."""
-        states, names = table["job_state"].to_numpy(), table["job_name"].to_numpy()
-        unsent = names[states == NEW].tolist()
+        look = self._look(table)
+        unsent = look.names[look.states == NEW].tolist()
         ended = self._ended_news()   # since the table was read
-        active = sum(1 for name, final in zip(names, _final(table)) if not final and name not in ended)
+        active = sum(1 for name in look.names[~look.final] if name not in ended)
         n_new = max(min(self.search.max_running - active, self.search.n_trials - len(table)), 0)
         if n_new <= 0 and not unsent:
             return False
@@ -703,7 +713,7 @@ class Controller:
     # -- done, show, results --------------------------------------------------------------
     def done(self, table: pd.DataFrame) -> bool:
         return (len(table) >= self.search.n_trials or not self.search.n_trials) \
-            and bool(_final(table).all()) and not self.pending
+            and bool(self._look(table).final.all()) and not self.pending
 
     def show(self, table: pd.DataFrame) -> None:
         if self.bar is None:
@@ -735,10 +745,21 @@ def _trial_state(name: str) -> "optuna.trial.TrialState":
     return optuna.trial.TrialState[name]
 
 
-def _final(table: pd.DataFrame) -> np.ndarray:
-    """Which rows' jobs ended (a set lookup per row: cheaper than pandas' isin on a few
-    hundred Arrow strings, at every round)."""
-    return np.fromiter((state in FINAL_STATES for state in table["job_state"].to_numpy()), bool, len(table))
+@dataclass
+class Looked:
+    """The columns of a round's table that the steps read, taken out once per table."""
+
+    table: pd.DataFrame
+    names: np.ndarray
+    states: np.ndarray
+    final: np.ndarray   # whether the row's job ended (a set lookup per row: cheaper than
+                        # pandas' isin on a few hundred Arrow strings)
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> "Looked":
+        states = table["job_state"].to_numpy()
+        final = np.fromiter((state in FINAL_STATES for state in states), bool, len(states))
+        return cls(table, table["job_name"].to_numpy(), states, final)
 
 
 def _bar(total: int, enabled: bool):

@@ -40,8 +40,9 @@ def trial_rows(table: pd.DataFrame) -> pd.DataFrame:
         empty.attrs = dict(table.attrs)
         return empty
     numbers = table[TRIAL]
-    if numbers.is_monotonic_increasing and not numbers.isna().any() and isinstance(table.index, pd.RangeIndex) \
-            and table.index.start == 0 and table.index.step == 1:
+    values = numbers.to_numpy()
+    if values.dtype.kind in "iu" and (len(values) < 2 or bool((values[1:] >= values[:-1]).all())) \
+            and isinstance(table.index, pd.RangeIndex) and table.index.start == 0 and table.index.step == 1:
         return table   # only trials, in order: as a search's own experiment holds them
     rows = table[numbers.notna().to_numpy()]
     return rows.sort_values(TRIAL, kind="stable").reset_index(drop=True) if len(rows) else rows
