@@ -315,6 +315,11 @@ def test_a_stepper_waits_for_a_job_to_end_not_to_start(tmp_path):
         started = time.monotonic()
         assert stepper(wait=0.3) is False   # the other one runs on
         assert 0.25 < time.monotonic() - started < 3
+        started = time.monotonic()
+        assert stepper.gather(0.3) == []   # gathering after a first end: none ends meanwhile
+        assert 0.25 < time.monotonic() - started < 3
+        # a wait whose deadline passed between the loop's check and the call: no time left, no error
+        assert stepper.runner._wait_some(-0.01) == []
     finally:
         stepper.close()
         ps.cancel(str(tmp_path / "w"))

@@ -379,7 +379,7 @@ class LocalRunner:
     def _wait_some(self, timeout: float = 1.0) -> list["Record"]:
         """Block until at least one job ends (or ``timeout`` seconds pass); return the ended ones."""
         busy = {w.fd: w for w in self._busy()}
-        ready, _, _ = select.select([*busy, *self.orphans], [], [], timeout)
+        ready, _, _ = select.select([*busy, *self.orphans], [], [], max(timeout, 0.0))   # (a deadline just passed)
         done = []
         for fd in ready:
             if fd in busy:
