@@ -67,6 +67,25 @@ def test_changed_template_is_an_error_naming_the_fix(in_tmp):
     assert list(jobs.attempt) == [2, 2] and list(jobs.stdout) == ["changed\n"] * 2
 
 
+def test_a_folder_never_sent_that_the_index_does_not_name_is_written_again(in_tmp):
+    """A process killed between writing job folders and writing the index leaves folders of
+    jobs it never sent: a later submit of other params under that name writes them again;
+    a folder that ran is never touched."""
+    from param_search.render import render_jobs
+
+    _submit(ps.ParamSpace(code=[0], i=[0]))
+    exp = Experiment.open(".")
+    for job in render_jobs("echo old\n", "job_{code}_{i}", [{"code": 0, "i": 1}, {"code": 0, "i": 2}], exp.work_dir):
+        exp.setup_job(job)   # as a killed process left them: never in the index
+    (in_tmp / "job_0_2" / "job.1.status").write_text("start 1764500000 123 456 host\n")   # this one ran
+    with pytest.raises(ps.ConflictError, match="already exists"):
+        _submit(ps.ParamSpace(code=[0], i=[0, 2]))
+    assert (in_tmp / "job_0_2" / "job.sh").read_text() == "echo old\n"
+    jobs = _submit(ps.ParamSpace(code=[0], i=[0, 1]))
+    assert list(jobs.job_state) == ["COMPLETED", "COMPLETED"]
+    assert (in_tmp / "job_0_1" / "runs.txt").read_text() == "run\n"
+
+
 def test_resubmit_sends_only_failed_jobs_and_keeps_each_attempts_logs(in_tmp):
     jobs = _submit(ps.ParamSpace(code=[0, 2], i=[0]), script="echo try; exit {code}\n")
     again = ps.resubmit(jobs, progress=False)

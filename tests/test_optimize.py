@@ -299,6 +299,44 @@ def test_trials_asked_but_never_sent_by_a_killed_controller_are_told_failed_in_a
     assert {t.state.name for t in study.trials if t.number in unsent} == {"FAIL"}
 
 
+#: A controller killed (-9) after writing new trials' folders, before its index names them.
+KILLED_BEFORE_THE_INDEX = """
+import os, signal, sys, scipy.stats as st, param_search as ps
+from param_search.experiment import Experiment
+save = Experiment.save_records
+saves = []
+def dying_save(self, records):
+    if getattr(records, "_added", None) and os.environ.get("KILL_BEFORE_THE_INDEX"):
+        saves.append(1)
+        if len(saves) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, records)
+Experiment.save_records = dying_save
+template = 'echo ran >> ran.txt\\nsleep 0.1\\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\\n'
+ps.optimize(template, 'trial_{trial}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=10,
+            max_running=3, seed=1, work_dir=sys.argv[1], poll_interval=0.05, progress=False)
+"""
+
+
+def test_a_controller_killed_before_its_index_names_the_new_trials_resumes(tmp_path):
+    """Their folders are on disk, their jobs never sent: the rerun gives those trial numbers
+    to new trials (other params) and writes the folders again; each trial runs once."""
+    work_dir = tmp_path / "w"
+    argv = [sys.executable, "-c", KILLED_BEFORE_THE_INDEX, str(work_dir)]
+    killed = subprocess.run(argv, stderr=subprocess.DEVNULL, env={**os.environ, "KILL_BEFORE_THE_INDEX": "1"},
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    unnamed = {p.name for p in work_dir.iterdir() if p.name.startswith("trial_")} - set(ps.load(work_dir).job_name)
+    assert unnamed   # folders written, never in the index
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = trials_table(work_dir)
+    assert sorted(trials.job_name) == sorted(f"trial_{i}" for i in range(10))
+    assert set(trials.job_state) == {"COMPLETED"}
+    for job in trials.job_name:
+        assert (work_dir / job / "ran.txt").read_text() == "ran\n"   # each trial ran once
+
+
 def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):
     """Another process's write of the index (here a resubmit of a failed trial) is seen by
     the next round, though rounds read the index this process wrote last."""

@@ -407,18 +407,24 @@ class Experiment:
         wrapper need not run ``mkdir`` for every job), ``job.sh``, then ``params.json``, which
         marks it complete.
 
-        A folder holding only part of that (a crash between the writes) is written again;
-        a complete one must hold the same job, and any other folder of that name is not
-        touched (ConflictError either way).
+        Callers set up only jobs the index does not name. A folder holding only part of
+        that (a crash between the writes) is written again; so is a complete one that holds
+        another job but never ran (nothing in it but what this writes): a process killed
+        between writing it and writing the index left it, and never sent its job (e.g. a
+        search's trial, whose number the next run gives to a new trial). A complete folder
+        of the same job is kept; any other folder of that name is not touched (ConflictError).
         """
         job_dir = f"{self.work_dir}/{job.job_name}"
         try:
             os.mkdir(job_dir)
         except FileExistsError:
             if _is_complete(job_dir):
-                self._check_existing(job)
-                return
-            if not set(os.listdir(job_dir)) <= {"job.sh", "params.json", CHECKPOINTS}:
+                if self._holds(job):
+                    return
+                if not _never_ran(job_dir):
+                    raise ConflictError(conflict_message(self, job.job_name)) from None
+                os.remove(f"{job_dir}/params.json")   # incomplete again until written below
+            elif not set(os.listdir(job_dir)) <= _SET_UP:
                 raise ConflictError(
                     f"{job_dir!r} exists and is not a job folder of this experiment; move it away, "
                     "or use a work_dir or job name format that does not collide with it"
@@ -442,14 +448,24 @@ class Experiment:
         atomic_write(os.path.join(job_dir, "job.sh"), job.script, mode=0o755)
         atomic_write(os.path.join(job_dir, "params.json"), job.params_json())
 
-    def _check_existing(self, job: RenderedJob) -> None:
+    def _holds(self, job: RenderedJob) -> bool:
+        """Whether the job's complete folder holds this same job (params and script)."""
         existing = self.record_from_dir(job.job_name)
-        if existing["hash"] != job.hash or existing["script_hash"] != script_digest(job.script):
-            raise ConflictError(conflict_message(self, job.job_name))
+        return existing["hash"] == job.hash and existing["script_hash"] == script_digest(job.script)
 
 
 #: The job's own checkpoint folder inside its job folder (the wrapper's $PS_CHECKPOINT_DIR).
 CHECKPOINTS = "checkpoint"
+#: What :meth:`Experiment.setup_job` writes in a job's folder, before any attempt runs.
+_SET_UP = {"job.sh", "params.json", CHECKPOINTS}
+
+
+def _never_ran(job_dir: str) -> bool:
+    """Whether a job folder holds only what setting it up wrote (no attempt, no output)."""
+    if not set(os.listdir(job_dir)) <= _SET_UP:
+        return False
+    checkpoints = f"{job_dir}/{CHECKPOINTS}"
+    return not os.path.isdir(checkpoints) or not os.listdir(checkpoints)
 
 
 def conflict_message(exp: Experiment, job_name: str) -> str:
