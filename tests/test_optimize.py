@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -335,6 +336,27 @@ def test_a_controller_killed_before_its_index_names_the_new_trials_resumes(tmp_p
     assert set(trials.job_state) == {"COMPLETED"}
     for job in trials.job_name:
         assert (work_dir / job / "ran.txt").read_text() == "ran\n"   # each trial ran once
+
+
+def test_a_retry_policy_stored_mid_search_acts_from_the_next_round(tmp_path):
+    """A round reads the columns its policy needs: one stored while it waited (here a retry
+    policy) takes effect at the next round, with the columns it reads."""
+    from param_search.dispatch import store_policy
+    from param_search.experiment import Experiment
+
+    work_dir = tmp_path / "w"
+
+    def later():
+        time.sleep(2.5)
+        store_policy(Experiment.open(str(work_dir)), ps.Retry(max_attempts=2), None)
+
+    thread = threading.Thread(target=later, daemon=True)
+    thread.start()
+    trials = run("sleep 1\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\n",
+                 ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=8, max_running=2, timeout=120)
+    thread.join()
+    assert len(trials) == 8 and set(trials.job_state) == {"COMPLETED"} and not trials.loss.isna().any()
+    assert Experiment.open(str(work_dir)).policy()   # it was stored while the search ran
 
 
 def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):

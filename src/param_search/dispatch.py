@@ -264,11 +264,12 @@ def stored_settings(exp: Experiment, record: Record, name: str) -> dict[str, Any
 
 
 # -- the decision round ----------------------------------------------------------------------
-def apply_policy(exp: Experiment, table: "pd.DataFrame") -> bool:
+def apply_policy(exp: Experiment, table: "pd.DataFrame", policy: "Mapping[str, Any] | None" = None) -> bool:
     """Retry the ended jobs of ``table`` that the stored policy names; send its held-back
     jobs as room frees up. Returns whether any job was handed to a queue (the table is then
-    stale)."""
-    policy = exp.policy()
+    stale). ``policy``: the stored policy as the caller read it for this table (a policy
+    stored since takes effect at the caller's next round), else read now."""
+    policy = exp.policy() if policy is None else policy
     retry = retry_policy(policy)
     if not _something_to_do(table, retry, policy):
         return False
@@ -297,11 +298,13 @@ def _held_rows(table: "pd.DataFrame") -> np.ndarray:
     """Which rows' jobs are held back, tested at every round: at once on the jobs table's
     Arrow strings (pandas' string methods cost more), else row by row."""
     reason = table["reason"].array
-    if hasattr(reason, "__arrow_array__"):
+    arrow = reason.__arrow_array__() if hasattr(reason, "__arrow_array__") else None
+    if arrow is not None:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        held = pc.fill_null(pc.starts_with(reason.__arrow_array__(), HELD), False)
-        return held.to_numpy(zero_copy_only=False)
+        if pa.types.is_large_string(arrow.type) or pa.types.is_string(arrow.type):
+            return pc.fill_null(pc.starts_with(arrow, HELD), False).to_numpy(zero_copy_only=False)
     return np.fromiter((isinstance(r, str) and r.startswith(HELD) for r in reason), bool, len(table))
 
 

@@ -407,12 +407,13 @@ class Experiment:
         wrapper need not run ``mkdir`` for every job), ``job.sh``, then ``params.json``, which
         marks it complete.
 
-        Callers set up only jobs the index does not name. A folder holding only part of
-        that (a crash between the writes) is written again; so is a complete one that holds
-        another job but never ran (nothing in it but what this writes): a process killed
-        between writing it and writing the index left it, and never sent its job (e.g. a
-        search's trial, whose number the next run gives to a new trial). A complete folder
-        of the same job is kept; any other folder of that name is not touched (ConflictError).
+        Callers set up jobs the index does not name (or whose folder was deleted). A folder
+        holding only part of that (a crash between the writes) is written again; so is a
+        complete one that holds another job but never ran (nothing in it but what this
+        writes): a process killed between writing it and writing the index left it, and
+        never sent its job (e.g. a search's trial, whose number the next run gives to a new
+        trial). A complete folder of the same job is kept; any other folder of that name is
+        not touched (ConflictError).
         """
         job_dir = f"{self.work_dir}/{job.job_name}"
         try:

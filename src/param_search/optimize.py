@@ -349,7 +349,8 @@ class Controller:
         self.looked: Looked | None = None   # the columns the steps read of the last table
 
     def steps(self) -> list:
-        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table), self.ask]
+        # the policy this round's table was read for (see refresh): one stored since acts next round
+        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table, self.policy), self.ask]
 
     def intervals(self, poll_interval: float, max_interval: float, deadline: float | None = None
                   ) -> dict[str, float]:
@@ -399,7 +400,9 @@ class Controller:
             last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
             patience = self.patience if self.deadline is None else \
                 max(min(self.patience, self.deadline - time.monotonic()), 0.0)
-            if self._early() and self.stepper.busy():   # the table is read while the others run
+            if self.deadline is not None:
+                last_round = max(min(last_round, self.deadline - time.monotonic()), 0.0)
+            if self._early() and self.pending and self.stepper.busy():   # the table is read while the others run
                 if self.stepper(patience, self.waiting, write=False, on_end=self._on_end):
                     table = self._trial_table()
                     self.stepper.gather(last_round, on_end=self._on_end)
@@ -666,6 +669,11 @@ class Controller:
         news = [] if self.stepper is None else self.stepper.news()
         try:
             with self.exp.transaction() as records:
+                taken = [j.job_name for j in jobs if j.job_name in records]
+                if taken:   # never: trials are numbered on from the highest the index holds
+                    raise ExperimentError(
+                        f"a new trial's job name {taken[0]!r} is already in the index of {self.exp.work_dir!r}; "
+                        "this is a bug in param_search: please report it")
                 folders = self._set_up(jobs)
                 merge(records, news)   # the jobs that ended, in this same write
                 try:
