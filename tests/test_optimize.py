@@ -359,6 +359,28 @@ def test_a_retry_policy_stored_mid_search_acts_from_the_next_round(tmp_path):
     assert Experiment.open(str(work_dir)).policy()   # it was stored while the search ran
 
 
+def test_a_retry_policy_stored_after_a_trial_was_told_failed_leaves_its_job_be(tmp_path):
+    """A trial told is final in the study: a retry policy stored after its job failed does
+    not run that job again (its result could never be told)."""
+    from param_search.dispatch import store_policy
+    from param_search.experiment import Experiment
+
+    work_dir = tmp_path / "w"
+
+    def later():
+        time.sleep(1.5)   # trial 1 failed (at once) and was told long before
+        store_policy(Experiment.open(str(work_dir)), ps.Retry(max_attempts=3, on={"FAILED": {}}), None)
+
+    thread = threading.Thread(target=later, daemon=True)
+    thread.start()
+    template = "if [ {trial} = 1 ]; then exit 3; fi\nsleep 0.5\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\n"
+    trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=8, max_running=2, timeout=120)
+    thread.join()
+    failed = trials[trials.trial == 1].iloc[0]
+    assert failed.job_state == "FAILED" and failed.attempt == 1   # not sent again
+    assert (trials.job_state == "COMPLETED").sum() == 7
+
+
 def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):
     """Another process's write of the index (here a resubmit of a failed trial) is seen by
     the next round, though rounds read the index this process wrote last."""

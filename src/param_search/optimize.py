@@ -349,8 +349,17 @@ class Controller:
         self.looked: Looked | None = None   # the columns the steps read of the last table
 
     def steps(self) -> list:
-        # the policy this round's table was read for (see refresh): one stored since acts next round
-        return [self.tell, self.prune, lambda table: apply_policy(self.exp, table, self.policy), self.ask]
+        return [self.tell, self.prune, self.policy_step, self.ask]
+
+    def policy_step(self, table: pd.DataFrame) -> bool:
+        """The stored policy's step, with the policy this round's table was read for (see
+        :meth:`refresh`; one stored since acts next round). A trial told is final in the
+        study: a retry policy stored after its job ended does not send that job again."""
+        if self.outcomes and retry_policy(self.policy) is not None:
+            told = np.fromiter((name in self.outcomes for name in self._look(table).names), bool, len(table))
+            if told.any():
+                table = table[~told]
+        return apply_policy(self.exp, table, self.policy)
 
     def intervals(self, poll_interval: float, max_interval: float, deadline: float | None = None
                   ) -> dict[str, float]:
