@@ -564,7 +564,7 @@ def test_the_study_is_asked_for_n_trials_exactly_when_trials_end_while_others_ru
     than n_trials in all (an extra one would be pending for ever: the search would hang)."""
     import optuna
 
-    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    storage = optuna.storages.InMemoryStorage()   # (a sqlite one: the same, 10x slower)
     trials = run("echo loss > {job_name}.metrics\necho {x} >> {job_name}.metrics\n",
                  ps.ParamSpace(x=st.uniform(0, 1)), tmp_path / "w", n_trials=45, max_running=6,
                  sampler="random", storage=storage, timeout=120)
