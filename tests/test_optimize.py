@@ -381,6 +381,48 @@ def test_a_retry_policy_stored_after_a_trial_was_told_failed_leaves_its_job_be(t
     assert (trials.job_state == "COMPLETED").sum() == 7
 
 
+#: Ctrl-C landing inside a stored study's sqlite call (right after a SELECT of a tell), while
+#: trials asked as others ended wait to be sent.
+INTERRUPTED_IN_THE_STUDY = """
+import os, sys, scipy.stats as st, sqlalchemy, param_search as ps
+optimize = sys.modules["param_search.optimize"]
+tell_one = optimize.Controller._tell_one
+fired = []
+def interrupted(self, name, state, error):
+    if self.ahead and not fired and os.environ.get("INTERRUPT"):
+        def boom(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith("SELECT") and not fired:
+                fired.append(1)
+                raise KeyboardInterrupt
+        sqlalchemy.event.listen(self.study._storage._backend.engine, "after_cursor_execute", boom)
+    return tell_one(self, name, state, error)
+optimize.Controller._tell_one = interrupted
+template = 'echo ran >> ran.txt\\nsleep 0.2\\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\\n'
+ps.optimize(template, 'trial_{trial}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=12,
+            max_running=4, seed=3, work_dir=sys.argv[1], poll_interval=0.05, progress=False, storage=sys.argv[2],
+            timeout=120)
+"""
+
+
+def test_ctrl_c_inside_a_stored_study_call_stops_the_search_as_ctrl_c(tmp_path):
+    """The unsent trials' FAIL cannot reach a study that the cut-short call left locked: the
+    search still stops with KeyboardInterrupt (not a storage error), and the rerun ends it."""
+    import optuna
+
+    work_dir, storage = tmp_path / "w", f"sqlite:///{tmp_path / 'search.db'}"
+    argv = [sys.executable, "-c", INTERRUPTED_IN_THE_STUDY, str(work_dir), storage]
+    stopped = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "INTERRUPT": "1"}, timeout=300)
+    assert stopped.returncode == -signal.SIGINT, stopped.stderr[-2000:]
+    assert "KeyboardInterrupt" in stopped.stderr and "StorageInternalError\n" not in stopped.stderr
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = trials_table(work_dir)
+    assert len(trials) == 12 and set(trials.job_state) == {"COMPLETED"}
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert not [t.number for t in study.trials if not t.state.is_finished()]
+
+
 def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):
     """Another process's write of the index (here a resubmit of a failed trial) is seen by
     the next round, though rounds read the index this process wrote last."""

@@ -383,8 +383,13 @@ class Controller:
                 self.bar.close()
         finally:
             ahead, self.ahead = self.ahead, []
-            for job in ahead:   # asked, never sent: the study (if stored) must not wait for them
-                self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
+            try:
+                for job in ahead:   # asked, never sent: the study (if stored) must not wait for them
+                    self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
+            except Exception as exc:   # e.g. a stored study left locked by a call Ctrl-C cut short:
+                # not to hide why the search stopped; the next start tells them (see _rebuild)
+                print(f"param_search: {len(ahead)} trial(s) asked and never sent stay RUNNING in the "
+                      f"study until the search starts again ({type(exc).__name__}: {exc})", file=sys.stderr)
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> pd.DataFrame:
