@@ -411,17 +411,14 @@ class Controller:
             table = self._trial_table()
         else:
             self.stepper.start(self.waiting)
-            last_round = 0.0 if self.round_started is None else time.monotonic() - self.round_started
-            patience = self.patience if self.deadline is None else \
-                max(min(self.patience, self.deadline - time.monotonic()), 0.0)
-            if self.deadline is not None:
-                last_round = max(min(last_round, self.deadline - time.monotonic()), 0.0)
+            last_round = self._before_deadline(
+                0.0 if self.round_started is None else time.monotonic() - self.round_started)
+            patience = self._before_deadline(self.patience)
             if self._early() and self.pending and self.stepper.busy():   # the table is read while the others run
-                if self.stepper(patience, self.waiting, write=False, on_end=self._on_end):
-                    table = self._trial_table()
+                ended = self.stepper(patience, self.waiting, write=False, on_end=self._on_end)
+                table = self._trial_table()
+                if ended:
                     self.stepper.gather(last_round, on_end=self._on_end)
-                else:
-                    table = self._trial_table()
             else:
                 table = self._trial_table()
                 if len(table) >= self.search.n_trials and self._look(table).final.all():
@@ -432,6 +429,12 @@ class Controller:
             self._rebuild(table)
             self.rebuilt = True
         return table
+
+    def _before_deadline(self, seconds: float) -> float:
+        """``seconds``, or what is left of them before the caller's deadline."""
+        if self.deadline is None:
+            return seconds
+        return max(min(seconds, self.deadline - time.monotonic()), 0.0)
 
     def _early(self) -> bool:
         """Whether trials are told and replaced as their jobs end, while others run (see
