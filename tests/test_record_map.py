@@ -155,3 +155,71 @@ def test_a_transaction_that_changes_nothing_writes_nothing(tmp_path):
         records["job_1"]["state"] = "FAILED" if records["job_1"]["state"] != "FAILED" else "COMPLETED"
         wanted = dict(records["job_1"])
     assert exp.load_records()["job_1"] == wanted
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_a_map_carried_over_from_the_last_save_writes_what_a_full_rewrite_writes(seed):
+    """The next round's map starts from what the map that saved the index knew of it
+    (rows by name, copies of the records it wrote): records put in place of rows it never
+    read, as a loop merges its runner's news, give the table a full rewrite gives."""
+    rng = random.Random(seed)
+    names, pool = space(rng), rng.sample(VALUES, rng.randint(1, 6))
+    n = rng.randint(1, 30)
+    first = RecordMap(index_file.from_records([make(i, point(rng, names, pool), rng) for i in range(n)],
+                                              WORK_DIR), WORK_DIR)
+    expected = {r["job_name"]: dict(r) for r in index_file.to_records(first.index)}
+    for name in rng.sample(sorted(expected), rng.randint(0, n)):   # rows this round wrote
+        first[name]["state"] = expected[name]["state"] = rng.choice(STATES)
+    for i in range(n, n + rng.randint(0, 3)):
+        first[f"job_{i}"] = make(i, point(rng, names, pool), rng)
+        expected[f"job_{i}"] = dict(first[f"job_{i}"])
+    table = first.table()
+    first.saved(table)
+    mapping = RecordMap(table, WORK_DIR, first.carried())
+    for _ in range(rng.randint(0, 6)):   # news put in place of rows not read by this map
+        name = rng.choice(sorted(expected))
+        assert mapping.stored(name, "state") == expected[name]["state"]
+        expected[name] = dict(expected[name], state=rng.choice(STATES), ended=rng.choice([None, 1700000002.25]),
+                              error=rng.choice([None, "boom"]))
+        mapping[name] = dict(expected[name])
+    for i in range(len(expected), len(expected) + rng.randint(0, 3)):
+        mapping[f"job_{i}"] = make(i, point(rng, names, pool), rng)
+        expected[f"job_{i}"] = dict(mapping[f"job_{i}"])
+    check(mapping, expected)
+
+
+def test_a_carried_map_splices_only_the_fields_that_changed(monkeypatch):
+    rng = random.Random(3)
+    first = RecordMap(index_file.from_records([make(i, {"x": i}, rng) for i in range(10)], WORK_DIR), WORK_DIR)
+    first["job_2"]["state"] = RUNNING
+    first.saved(first.table())
+    news = dict(first["job_2"], state=COMPLETED, ended=1700000003.0)
+    spliced = []
+    real = index_file.replace_rows
+    monkeypatch.setattr(index_file, "replace_rows", lambda *a: spliced.append(a[3]) or real(*a))
+    for carried in (first.carried(), None):
+        mapping = RecordMap(first.index, WORK_DIR, carried)
+        mapping["job_2"] = dict(news)
+        assert index_file.to_records(mapping.table())[2] == news
+    assert spliced[0] == {"state", "ended"}   # (a map that knows nothing of the row: every field)
+    assert spliced[1] == set(index_file.FIELDS)
+
+
+def test_a_transaction_after_another_process_wrote_reads_its_index(tmp_path):
+    """What a save carries over is of the index it wrote: once another process writes the
+    file, the next transaction reads that one (and its records)."""
+    from param_search.experiment import Experiment
+
+    rng = random.Random(0)
+    ours = Experiment.create(str(tmp_path))
+    ours.save_records({f"job_{i}": make(i, {"x": i}, rng) for i in range(4)})
+    with ours.transaction() as records:
+        records["job_1"]["state"] = RUNNING
+    with Experiment.open(str(tmp_path)).transaction() as theirs:   # another process, meanwhile
+        theirs["job_1"]["state"] = FAILED
+        theirs["job_9"] = make(9, {"x": 9}, rng)
+    with ours.transaction() as records:
+        assert records.stored("job_1", "state") == FAILED and "job_9" in records
+        records["job_2"] = dict(records["job_2"], state=COMPLETED)
+    reread = Experiment.open(str(tmp_path)).load_records()
+    assert (reread["job_1"]["state"], reread["job_2"]["state"], len(reread)) == (FAILED, COMPLETED, 5)

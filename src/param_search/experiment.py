@@ -36,7 +36,7 @@ from . import index_file
 from .files import atomic_write, file_version, token, write_file, write_json
 from .identity import json_default, params_hash, untag_nonfinite
 from .record import Record, new_record, script_digest
-from .record_map import RecordMap
+from .record_map import Carried, RecordMap
 from .render import STATE_DIR_NAME, RenderedJob
 from .lifecycle import Recovered, apply
 from .states import PRUNED
@@ -61,6 +61,7 @@ class Experiment:
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._written: "tuple[tuple | None, pa.Table] | None" = None   # see unchanged_index
+        self._carried: "Carried | None" = None   # what the RecordMap that wrote it knew of it
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -228,7 +229,9 @@ class Experiment:
     def load_records(self) -> RecordMap:
         """All job records by name, from the index (rebuilt from job folders if it is lost);
         rows become records as they are read."""
-        return RecordMap(self.load_index(), self.work_dir)
+        index = self.load_index()
+        carried = self._carried if self._written is not None and index is self._written[1] else None
+        return RecordMap(index, self.work_dir, carried)
 
     def load_index(self) -> "pa.Table":
         """The index as an Arrow table (see index_file.py), rebuilt from job folders if it is lost."""
@@ -266,6 +269,7 @@ class Experiment:
             if table is not records.index:   # else nothing changed since it was read or saved
                 self.save_index(table)
                 records.saved(table)
+                self._carried = records.carried()
         else:
             self.save_index(index_file.from_records(list(records.values()), self.work_dir))
 
@@ -274,6 +278,7 @@ class Experiment:
         index = index_file.with_token(index, self.token)
         index_file.write(self.index_path, index)
         self._written = file_version(self.index_path), index
+        self._carried = None
 
     def unchanged_index(self) -> "pa.Table | None":
         """The index this object saved last, if that file is still the stored one (nobody

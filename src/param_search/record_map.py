@@ -12,6 +12,7 @@ change them in place as before; :meth:`RecordMap.table` is the index to save.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -27,11 +28,17 @@ SINGLE_READS = 32
 
 
 class RecordMap(MutableMapping):
-    """Job name -> record, backed by an index table; rows become dicts when read."""
+    """Job name -> record, backed by an index table; rows become dicts when read.
 
-    def __init__(self, index: pa.Table, work_dir: str):
+    ``carried``: what the map that saved ``index`` knew of it (see :meth:`carried`), so that
+    a loop writing the index at every round neither finds rows by name again nor splices
+    every field of the records it puts in place of rows it did not read."""
+
+    def __init__(self, index: pa.Table, work_dir: str, carried: "Carried | None" = None):
         self.index, self.work_dir = index, work_dir
-        self._positions: dict[str, int] | None = None
+        self._positions: dict[str, int] | None = None if carried is None else carried.positions
+        self._known: dict[str, Record] = {} if carried is None else carried.known   # rows as the index
+        # holds them, copies that nobody changes (never more than the carried ones)
         self._read: dict[str, Record] = {}    # rows of the index read so far (maybe changed)
         self._before: dict[str, Record] = {}  # copies of them as the index holds them
         self._added: dict[str, Record] = {}   # records of jobs the index does not hold
@@ -71,14 +78,21 @@ class RecordMap(MutableMapping):
     def __setitem__(self, name: str, record: Record) -> None:
         if name in self._read:
             self._read[name] = record
+        elif name in self._known:   # as good as read: only its changed fields are spliced
+            self._before[name] = self._known[name]
+            self._read[name] = record
         elif name in self.positions():
             self._replaced[name] = record
         else:
             self._added[name] = record
 
+    def held(self) -> dict[str, Record]:
+        """The records read, put or added through this map, as they are now."""
+        return {**self._read, **self._replaced, **self._added}
+
     def stored(self, name: str, field: str):
         """One field of a job's record as the map holds it now, without reading its row."""
-        record = self._held(name)
+        record = self._held(name) or self._known.get(name)
         if record is not None:
             return record[field]
         value = self.index.column(field)[self.positions()[name]]
@@ -140,14 +154,16 @@ class RecordMap(MutableMapping):
         not cheaper."""
         changed = self._changed()
         fields = {f for n, r in changed.items() for f, v in r.items() if v != self._before[n][f]}
+        moved = "hash" in fields   # a job's params changed
+        positions = self.positions()
         if self._replaced:
+            hashes = self.index.column("hash")
+            moved = moved or any(r["hash"] != hashes[positions[n]].as_py() for n, r in self._replaced.items())
             changed.update(self._replaced)
             fields = set(index_file.FIELDS)
         if not changed and not self._added:
             return self.index
-        positions, hashes = self.positions(), self.index.column("hash")
-        if len(changed) * 2 > self.index.num_rows or any(r["hash"] != hashes[positions[n]].as_py()
-                                                          for n, r in changed.items()):
+        if len(changed) * 2 > self.index.num_rows or moved:
             return self._rebuilt()
         table = index_file.replace_rows(self.index, [positions[n] for n in changed], list(changed.values()),
                                         fields)
@@ -175,13 +191,26 @@ class RecordMap(MutableMapping):
         """``table`` (what :meth:`table` gave) is now the stored index: changes count from here."""
         self._read.update(self._replaced)
         self._replaced = {}
-        if self._added:
+        if self._added:   # (a new dict: the one carried in may be another map's)
             positions = self.positions()
-            positions.update(zip(self._added, range(len(positions), len(positions) + len(self._added))))
+            self._positions = {**positions, **dict(zip(self._added, range(len(positions),
+                                                                          len(positions) + len(self._added))))}
             self._read.update(self._added)
             self._added = {}
         self.index = table
         self._before = {n: dict(r) for n, r in self._read.items()}
 
+    def carried(self) -> "Carried":
+        """What this map knows of its index (after :meth:`saved`), for the next map of it."""
+        return Carried(self.positions(), {**self._known, **self._before})
+
     def _rebuilt(self) -> pa.Table:
         return index_file.from_records(list(self.values()), self.work_dir)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """Job name -> row of an index table, and copies of some of its rows as records."""
+
+    positions: dict[str, int]
+    known: dict[str, Record]
