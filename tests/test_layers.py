@@ -26,7 +26,7 @@ LAYERS = [
     ["refresh", "table", "dispatch", "loop", "textview"],
     ["metrics", "plot"],
     ["trials"],
-    ["api"],
+    ["api", "trial_book"],
     ["watch", "jobview"],
     ["optimize"],
     ["report_figures"],
@@ -38,7 +38,7 @@ LAYER = {module: level for level, modules in enumerate(LAYERS) for module in mod
 GENERIC = ["errors", "states", "files", "identity", "proc", "record", "space", "render", "lifecycle",
            "index_file", "record_map", "lockfile", "attempts", "experiment", "queues.base", "queues.batch", "refresh", "table",
            "resources", "retry", "dispatch", "loop", "watch", "textview",
-           "metrics", "plot", "api", "cli", "search_space", "optimize", "trials", "_controller",
+           "metrics", "plot", "api", "cli", "search_space", "optimize", "trials", "trial_book", "_controller",
            "report_figures", "report", "progress", "jobview"]
 BACKEND_WORDS = ("slurm", "torque", "pbs", "sge", "grid engine", "localqueue", "localrunner",
                  "sbatch", "squeue", "qsub", "qstat")

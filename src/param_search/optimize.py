@@ -36,6 +36,7 @@ from .attempts import finalize
 from .dispatch import apply_policy, retry_policy, send, to_retry, will_retry
 from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
 from .experiment import Experiment, merge
+from .record_map import RecordMap
 from .files import atomic_write
 from .lockfile import held
 from .lifecycle import Pruned, apply
@@ -49,18 +50,18 @@ from .render import RenderedJob, Template, render_jobs
 from .search_space import SearchSpace, search_space
 from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
 from .table import JOB_COLUMNS, frame, record_fields
+from .trial_book import ROUND_COLUMNS, Looked, TrialBook
 from .trials import SETTINGS, TRIAL, trial_rows, trials_table, with_metrics
 from .watch import refreshed
 
 if TYPE_CHECKING:
     import optuna
+    import pyarrow as pa
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband")
 DIRECTIONS = ("minimize", "maximize")
-#: The columns a round of the controller reads (what its steps look at), and those a stored
-#: retry policy reads too.
-ROUND_COLUMNS = (TRIAL, "job_name", "job_state", "error", "reason")
+#: The columns a stored retry policy reads too (besides the round's, see trial_book.py).
 POLICY_COLUMNS = ("attempt", "exit_code", "history")
 #: Completed trials read before an objective that none of them wrote is called an error.
 FIRST_TRIALS = 3
@@ -347,6 +348,7 @@ class Controller:
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
         self.looked: Looked | None = None   # the columns the steps read of the last table
+        self.book: TrialBook | None = None   # those columns of the index this process wrote last
 
     def steps(self) -> list:
         return [self.tell, self.prune, self.policy_step, self.ask]
@@ -355,6 +357,9 @@ class Controller:
         """The stored policy's step, with the policy this round's table was read for (see
         :meth:`refresh`; one stored since acts next round). A trial told is final in the
         study: a retry policy stored after its job ended does not send that job again."""
+        held = self._look(table).held
+        if not self.policy and held is not None and not held.any():
+            return False   # nothing to retry, nothing held back
         if self.outcomes and retry_policy(self.policy) is not None:
             told = np.fromiter((name in self.outcomes for name in self._look(table).names), bool, len(table))
             if told.any():
@@ -488,6 +493,12 @@ class Controller:
             else None
         if index is not None:   # each trial in a queue is one this process runs (it hears their
             # ends), and no stored policy reads more columns
+            if self.book is None or self.book.index is not index:
+                self.book = TrialBook.of(index)
+            looked = self.book.round(news, self.exp.work_dir) if self.book is not None else None
+            if looked is not None:   # (the book: no reading of the index back)
+                self.looked, self.shown = looked, set(map(id, news))
+                return looked.table
             view = self.exp.merged_index(news, index, record_fields(ROUND_COLUMNS)) if news else index
             self.shown = set(map(id, news))
             return frame(self.exp, view, live_logs=False, only=ROUND_COLUMNS)
@@ -541,9 +552,11 @@ class Controller:
         self._check_objective()   # (trials told as they ended, see _on_end)
         if not self.pending:
             return False
-        look, errors = self._look(table), table["error"]
-        ended = {look.names[i]: (look.states[i], errors.iat[i])
-                 for i in np.flatnonzero(look.final) if look.names[i] in self.pending}
+        look, ended = self._look(table), {}
+        for name in self.pending:
+            row = look.row(name)
+            if row is not None and look.final[row]:
+                ended[name] = look.states[row], look.errors[row]
         # ends seen since the table was read; where the table shows an end, it wins (a trial
         # pruned is PRUNED there, while the stepper saw its killed job end CANCELLED)
         ended.update((n, end) for n, end in self._ended_news().items() if n in self.pending and n not in ended)
@@ -686,6 +699,7 @@ class Controller:
         news = [] if self.stepper is None else self.stepper.news()
         try:
             with self.exp.transaction() as records:
+                base = records.index   # (what the book, if any, is of)
                 taken = [j.job_name for j in jobs if j.job_name in records]
                 if taken:   # never: trials are numbered on from the highest the index holds
                     raise ExperimentError(
@@ -709,10 +723,19 @@ class Controller:
             print(f"param_search: sending {len(jobs) + len(unsent)} trial(s) failed ({exc}); trying again",
                   file=sys.stderr)
             return False   # after the loop's pause (backing off), not at once
+        self._note_write(base, records)
         if news:
             self.stepper.written(news)
             self.shown = set()
         return True
+
+    def _note_write(self, base: "pa.Table", records: RecordMap) -> None:
+        """Keep the book of the index in step with a write of ``records`` over ``base``."""
+        index = self.exp.unchanged_index()   # None: written by another process since
+        if self.book is not None and self.book.index is base and index is not None:
+            self.book = self.book.update(index, records.held(), records.positions())
+        else:
+            self.book = None
 
     def _new_trials(self, n: int) -> list[RenderedJob]:
         """Ask the study for ``n`` trials (numbered on from the last) and render their jobs."""
@@ -743,9 +766,9 @@ class Controller:
     def show(self, table: pd.DataFrame) -> None:
         if self.bar is None:
             return
-        ended = int(table["job_state"].isin(FINAL_STATES).sum())
-        self.bar.update(ended - self.bar.n)
-        postfix = {"running": int((table["job_state"] == RUNNING).sum()),
+        look = self._look(table)
+        self.bar.update(int(look.final.sum()) - self.bar.n)
+        postfix = {"running": int((look.states == RUNNING).sum()),
                    "failed": sum(o.state == "FAIL" for o in self.outcomes.values()),
                    "pruned": sum(o.state == "PRUNED" for o in self.outcomes.values())}
         best = [o.values[0] for o in self.outcomes.values() if o.values]
@@ -768,23 +791,6 @@ def _trial_state(name: str) -> "optuna.trial.TrialState":
     import optuna
 
     return optuna.trial.TrialState[name]
-
-
-@dataclass
-class Looked:
-    """The columns of a round's table that the steps read, taken out once per table."""
-
-    table: pd.DataFrame
-    names: np.ndarray
-    states: np.ndarray
-    final: np.ndarray   # whether the row's job ended (a set lookup per row: cheaper than
-                        # pandas' isin on a few hundred Arrow strings)
-
-    @classmethod
-    def of(cls, table: pd.DataFrame) -> "Looked":
-        states = table["job_state"].to_numpy()
-        final = np.fromiter((state in FINAL_STATES for state in states), bool, len(states))
-        return cls(table, table["job_name"].to_numpy(), states, final)
 
 
 def _bar(total: int, enabled: bool):

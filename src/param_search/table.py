@@ -50,7 +50,7 @@ def frame(exp: Experiment, index: pa.Table, live_logs: bool = True,
     for name in JOB_COLUMNS:
         if only is None or name in only:
             columns[name] = _job_column(exp, index, name, running)
-    table = _dataframe(columns, index.num_rows)
+    table = dataframe_of(columns, index.num_rows)
     table.attrs["work_dir"] = exp.work_dir
     return table
 
@@ -63,7 +63,7 @@ def record_fields(columns: "Collection[str]") -> set[str]:
     return fields & set(index_file.FIELDS)
 
 
-def _dataframe(columns: dict, n_rows: int) -> pd.DataFrame:
+def dataframe_of(columns: dict, n_rows: int) -> pd.DataFrame:
     """``pd.DataFrame(columns)`` without copies or type inference (pandas >= 3: one block
     per column, as pyarrow's own ``to_pandas`` builds it)."""
     try:
