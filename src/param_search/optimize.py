@@ -459,8 +459,13 @@ class Controller:
             self.ahead += self._new_trials(room)
 
     def _trial_table(self) -> pd.DataFrame:
-        table = self._seen(trial_rows(self._status_with_news()))
-        look = self._look(table)
+        table = self._status_with_news()
+        look = self.looked if self.looked is not None and self.looked.table is table else None
+        if look is not None and look.top is not None:   # the book's: trials only, in order
+            self.top_trial = max(self.top_trial, look.top)
+        else:
+            table = self._seen(trial_rows(table))
+            look = self._look(table)
         pending = look.states == PENDING
         self.waiting = look.names[pending].tolist() if pending.any() else []
         return table

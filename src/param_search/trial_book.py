@@ -38,6 +38,7 @@ class Looked:
     errors: np.ndarray
     held: np.ndarray | None = None   # whether the row's job is held back (None: not looked at)
     rows: dict[str, int] | None = field(default=None, repr=False)   # job name -> row, when asked
+    top: int | None = None   # the highest trial number, for a table of trials in order (None: not known)
 
     @classmethod
     def of(cls, table: pd.DataFrame) -> "Looked":
@@ -58,15 +59,14 @@ class Looked:
 class TrialBook:
     """The round columns of an index table whose rows are all trials, in trial order."""
 
+    #: The columns kept, with the numpy type of each.
+    KINDS = {TRIAL: np.int64, "job_name": object, "job_state": object, "error": object, "reason": object,
+             "held": bool, "final": bool}
+
     def __init__(self, index: pa.Table, columns: dict[str, list]):
         self.index = index   # the index table these columns are of (the same object)
-        self.trials: list[int] = columns[TRIAL]
-        self.names: list[str] = columns["job_name"]
-        self.states: list[str] = columns["job_state"]
-        self.errors: list[str | None] = columns["error"]
-        self.reasons: list[str | None] = columns["reason"]
-        self.held: list[bool] = columns["held"]
-        self.rows = dict(zip(self.names, range(len(self.names))))
+        self.columns = {name: np.array(columns[name], dtype=kind) for name, kind in self.KINDS.items()}
+        self.rows = dict(zip(columns["job_name"], range(len(columns["job_name"]))))
 
     @classmethod
     def of(cls, index: pa.Table) -> "TrialBook | None":
@@ -84,50 +84,56 @@ class TrialBook:
             columns[column] = index.column(name).to_pylist()
         held = pc.and_(pc.equal(index.column("state"), PENDING), pc.starts_with(index.column("reason"), HELD))
         columns["held"] = pc.fill_null(held, False).to_pylist()
+        columns["final"] = [state in FINAL_STATES for state in columns["job_state"]]
         return cls(index, columns)
 
     def update(self, index: pa.Table, records: Mapping[str, Record], rows: Mapping[str, int]) -> "TrialBook | None":
         """The book of ``index``, written from this book's index by changing ``records`` (and
         nothing else), now at ``rows``; None where that would not keep trials in order."""
+        trials, names = self.columns[TRIAL], self.columns["job_name"]
+        n_rows, top = len(names), int(trials[-1]) if len(trials) else None
+        new: list[dict] = []
         for name in sorted(records, key=rows.__getitem__):
             record, row = records[name], rows[name]
             trial = record["params"].get(TRIAL)
-            if row == len(self.names):
-                if type(trial) is not int or (self.trials and trial < self.trials[-1]):
+            if row == n_rows + len(new):
+                if type(trial) is not int or (top is not None and trial < top):
                     return None
-                self.trials.append(trial)
-                self.names.append(name)
-                for values in (self.states, self.errors, self.reasons, self.held):
-                    values.append(None)
-                self.rows[name] = row
-            elif row > len(self.names) or self.trials[row] != trial or self.names[row] != name:
+                new.append({TRIAL: trial, "job_name": name, **_round_values(record)})
+                top = trial
+            elif row >= n_rows or trials[row] != trial or names[row] != name:
                 return None
-            self._put(row, record)
+            else:
+                for column, value in _round_values(record).items():
+                    self.columns[column][row] = value
+        if new:
+            self.columns = {name: np.concatenate([values, np.array([r[name] for r in new], dtype=values.dtype)])
+                            for name, values in self.columns.items()}
+            self.rows.update((r["job_name"], n_rows + i) for i, r in enumerate(new))
         self.index = index
         return self
-
-    def _put(self, row: int, record: Record) -> None:
-        self.states[row], self.errors[row], self.reasons[row] = record["state"], record["error"], record["reason"]
-        self.held[row] = is_held(record)
 
     def round(self, news: list[Record], work_dir: str) -> "Looked | None":
         """The round's table (as ``frame`` gives its ``ROUND_COLUMNS``) of the index with the
         runner's ``news`` merged in, as ``Experiment.merge`` would: a trial pruned meanwhile
         stays PRUNED. None if the news name a job the index does not hold."""
-        states, errors = np.array(self.states, dtype=object), np.array(self.errors, dtype=object)
-        reasons, held = np.array(self.reasons, dtype=object), np.array(self.held, dtype=bool)
+        columns = {name: values.copy() for name, values in self.columns.items() if name != TRIAL}
         for record in news:
             row = self.rows.get(record["job_name"])
             if row is None:
                 return None
-            if states[row] == PRUNED:
+            if columns["job_state"][row] == PRUNED:
                 continue
-            states[row], errors[row], reasons[row] = record["state"], record["error"], record["reason"]
-            held[row] = is_held(record)
-        names = np.array(self.names, dtype=object)
-        columns = {TRIAL: np.array(self.trials, dtype=np.int64), "job_name": names, "job_state": states,
-                   "error": errors, "reason": reasons}
-        table = dataframe_of(columns, len(names))
+            for column, value in _round_values(record).items():
+                columns[column][row] = value
+        trials = self.columns[TRIAL].copy()
+        table = dataframe_of({TRIAL: trials, **{name: columns[name] for name in ROUND_COLUMNS[1:]}}, len(trials))
         table.attrs["work_dir"] = work_dir
-        final = np.fromiter((state in FINAL_STATES for state in states), bool, len(states))
-        return Looked(table, names, states, final, errors, held, rows=self.rows)
+        return Looked(table, columns["job_name"], columns["job_state"], columns["final"], columns["error"],
+                      columns["held"], rows=self.rows, top=int(trials[-1]) if len(trials) else None)
+
+
+def _round_values(record: Record) -> dict:
+    """What the book keeps of a record, but its trial number and name."""
+    return {"job_state": record["state"], "error": record["error"], "reason": record["reason"],
+            "held": is_held(record), "final": record["state"] in FINAL_STATES}
