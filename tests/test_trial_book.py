@@ -52,7 +52,7 @@ def test_rounds_from_the_book_are_the_tables_read_back_from_the_index(tmp_path, 
         assert book.index is index
         saved = index_file.to_records(index)
         news = [dict(r, state=rng.choice([RUNNING, COMPLETED, FAILED, CANCELLED]), error=rng.choice([None, "x"]),
-                     reason=None) for r in rng.sample(saved, min(len(saved), rng.randint(0, 4)))]
+                     reason=None, attempt=r["attempt"] + rng.choice([0, 0, 1])) for r in rng.sample(saved, min(len(saved), rng.randint(0, 4)))]
         looked = book.round(news, exp.work_dir)
         assert_same(looked, read_back(exp, index, news))
         assert looked.held.tolist() == [r["state"] == PENDING and (r["reason"] or "").startswith(HELD)
@@ -83,8 +83,12 @@ def test_an_index_with_other_rows_or_out_of_order_has_no_book(tmp_path):
 
 def test_a_trial_pruned_in_the_index_stays_pruned_whatever_the_runner_saw(tmp_path):
     rng = random.Random(1)
-    records = [dict(trial(i, rng), state=s) for i, s in enumerate([PRUNED, RUNNING])]
-    index = index_file.from_records(records, "/w")
-    looked = TrialBook.of(index).round([dict(r, state=CANCELLED) for r in records], "/w")
-    assert looked.states.tolist() == [PRUNED, CANCELLED]
-    assert np.array_equal(looked.final, [True, True])
+    records = [dict(trial(i, rng), state=s) for i, s in enumerate([PRUNED, RUNNING, PRUNED])]
+    exp = Experiment.create(str(tmp_path))
+    exp.save_index(index_file.from_records(records, exp.work_dir))
+    index = exp.unchanged_index()
+    news = [dict(r, state=CANCELLED) for r in records[:2]] + [dict(records[2], state=RUNNING, attempt=2)]
+    looked = TrialBook.of(index).round(news, exp.work_dir)
+    assert looked.states.tolist() == [PRUNED, CANCELLED, RUNNING]   # (sent again: news of its new attempt)
+    assert np.array_equal(looked.final, [True, True, False])
+    assert_same(looked, read_back(exp, index, news))

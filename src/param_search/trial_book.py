@@ -61,7 +61,7 @@ class TrialBook:
 
     #: The columns kept, with the numpy type of each.
     KINDS = {TRIAL: np.int64, "job_name": object, "job_state": object, "error": object, "reason": object,
-             "held": bool, "final": bool}
+             "held": bool, "final": bool, "attempt": object}
 
     def __init__(self, index: pa.Table, columns: dict[str, list]):
         self.index = index   # the index table these columns are of (the same object)
@@ -80,7 +80,7 @@ class TrialBook:
             if any(b < a for a, b in zip(columns[TRIAL], columns[TRIAL][1:])):
                 return None
         for column, name in (("job_name", "job_name"), ("job_state", "state"), ("error", "error"),
-                             ("reason", "reason")):
+                             ("reason", "reason"), ("attempt", "attempt")):
             columns[column] = index.column(name).to_pylist()
         held = pc.and_(pc.equal(index.column("state"), PENDING), pc.starts_with(index.column("reason"), HELD))
         columns["held"] = pc.fill_null(held, False).to_pylist()
@@ -122,7 +122,7 @@ class TrialBook:
             row = self.rows.get(record["job_name"])
             if row is None:
                 return None
-            if columns["job_state"][row] == PRUNED:
+            if columns["job_state"][row] == PRUNED and columns["attempt"][row] == record["attempt"]:
                 continue
             for column, value in _round_values(record).items():
                 columns[column][row] = value
@@ -136,4 +136,4 @@ class TrialBook:
 def _round_values(record: Record) -> dict:
     """What the book keeps of a record, but its trial number and name."""
     return {"job_state": record["state"], "error": record["error"], "reason": record["reason"],
-            "held": is_held(record), "final": record["state"] in FINAL_STATES}
+            "held": is_held(record), "final": record["state"] in FINAL_STATES, "attempt": record["attempt"]}
