@@ -414,6 +414,9 @@ def test_ctrl_c_inside_a_stored_study_call_stops_the_search_as_ctrl_c(tmp_path):
     stopped = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "INTERRUPT": "1"}, timeout=300)
     assert stopped.returncode == -signal.SIGINT, stopped.stderr[-2000:]
     assert "KeyboardInterrupt" in stopped.stderr and "StorageInternalError\n" not in stopped.stderr
+    folders = {p.name for p in work_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert folders and folders <= set(ps.load(work_dir).job_name)   # the unsent trials' folders,
+    # written as they were asked, went with them
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     trials = trials_table(work_dir)

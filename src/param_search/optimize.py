@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import sys
 import time
 import warnings
@@ -344,6 +345,7 @@ class Controller:
         self.policy: dict[str, Any] = {}   # the experiment's stored policy, as read this round
         self.setups: ThreadPoolExecutor | None = None   # writes new trials' folders (see _set_up)
         self.ahead: list[RenderedJob] = []   # trials asked while others ran, not sent yet (see _on_end)
+        self.written: set[str] = set()   # those of them whose folders are written
         self.top_trial = -1     # the highest trial number given so far
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
@@ -388,6 +390,9 @@ class Controller:
                 self.bar.close()
         finally:
             ahead, self.ahead = self.ahead, []
+            for job in ahead:   # their folders, written for nothing: as if never asked
+                if job.job_name in self.written:
+                    shutil.rmtree(self.exp.job_dir(job.job_name), ignore_errors=True)
             try:
                 for job in ahead:   # asked, never sent: the study (if stored) must not wait for them
                     self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
@@ -448,15 +453,21 @@ class Controller:
         return self.search.pruner is None and not self.policy
 
     def _on_end(self, records: list) -> None:
-        """Tell the trials whose jobs just ended and ask for their successors (sent by the
-        round's :meth:`ask`), while the other trials' jobs still run."""
+        """Tell the trials whose jobs just ended, ask for their successors and write their
+        folders (sent by the round's :meth:`ask`), while the other trials' jobs still run."""
         ended = sorted((r for r in records if r["state"] in FINAL_STATES and r["job_name"] in self.pending),
                        key=lambda r: r["params"][TRIAL])
         for record in ended:
             self._tell_one(record["job_name"], record["state"], record["error"])
         room = min(len(ended), self.search.n_trials - len(self.identity))   # (every trial made, sent or not)
         if room > 0:
-            self.ahead += self._new_trials(room)
+            jobs = self._new_trials(room)
+            self.ahead += jobs
+            for job in jobs:   # here, while the others run, not in the round's ask, which the
+                # workers wait for (by this thread: the set-up threads would take the interpreter
+                # from this work meanwhile)
+                self.exp.setup_job(job)
+                self.written.add(job.job_name)
 
     def _trial_table(self) -> pd.DataFrame:
         table = self._status_with_news()
@@ -710,11 +721,13 @@ class Controller:
                     raise ExperimentError(
                         f"a new trial's job name {taken[0]!r} is already in the index of {self.exp.work_dir!r}; "
                         "this is a bug in param_search: please report it")
-                folders = self._set_up(jobs)
+                folders = self._set_up([job for job in jobs if job.job_name not in self.written])
                 merge(records, news)   # the jobs that ended, in this same write
                 try:
-                    for job, folder in zip(jobs, folders):
+                    for folder in folders:
                         folder.result()   # written before the index names the job
+                    for job in jobs:
+                        self.written.discard(job.job_name)
                         records[job.job_name] = new_record(job)
                 except BaseException:   # (no more folders the index will not name)
                     for folder in folders:
@@ -758,7 +771,8 @@ class Controller:
 
     def _set_up(self, jobs: list) -> list["Future"]:
         """Write the new trials' folders in two threads, while this one records them: their
-        work is mostly the kernel's, and no job runs meanwhile to use the other core."""
+        work is mostly the kernel's, and no job runs meanwhile to use the other core. (Those
+        of trials asked as others ended are written already, see :meth:`_on_end`.)"""
         if self.setups is None:
             self.setups = ThreadPoolExecutor(2, thread_name_prefix="param_search-setup")
         return [self.setups.submit(self.exp.setup_job, job) for job in jobs]
