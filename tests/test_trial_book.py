@@ -64,7 +64,7 @@ def test_rounds_from_the_book_are_the_tables_read_back_from_the_index(tmp_path, 
             for i in range(top, top + rng.randint(0, 4)):
                 records[f"trial_{i}"] = trial(i, rng)
         assert base is index
-        book = book.update(exp.unchanged_index(), records.held(), records.positions())
+        book = book.update(exp.unchanged_index(), records.touched(), records.positions())
         assert_same(book.round([], exp.work_dir), read_back(exp, exp.unchanged_index(), []))
 
 

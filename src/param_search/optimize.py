@@ -359,11 +359,11 @@ class Controller:
         """The stored policy's step, with the policy this round's table was read for (see
         :meth:`refresh`; one stored since acts next round). A trial told is final in the
         study: a retry policy stored after its job ended does not send that job again."""
-        held = self._look(table).held
-        if not self.policy and held is not None and not held.any():
+        look = self._look(table)
+        if not self.policy and look.held is not None and not look.held.any():
             return False   # nothing to retry, nothing held back
         if self.outcomes and retry_policy(self.policy) is not None:
-            told = np.fromiter((name in self.outcomes for name in self._look(table).names), bool, len(table))
+            told = np.fromiter((name in self.outcomes for name in look.names), bool, len(table))
             if told.any():
                 table = table[~told]
         return apply_policy(self.exp, table, self.policy)
@@ -751,7 +751,7 @@ class Controller:
         """Keep the book of the index in step with a write of ``records`` over ``base``."""
         index = self.exp.unchanged_index()   # None: written by another process since
         if self.book is not None and self.book.index is base and index is not None:
-            self.book = self.book.update(index, records.held(), records.positions())
+            self.book = self.book.update(index, records.touched(), records.positions())
         else:
             self.book = None
 

@@ -86,7 +86,7 @@ class RecordMap(MutableMapping):
         else:
             self._added[name] = record
 
-    def held(self) -> dict[str, Record]:
+    def touched(self) -> dict[str, Record]:
         """The records read, put or added through this map, as they are now."""
         return {**self._read, **self._replaced, **self._added}
 
