@@ -149,6 +149,36 @@ def test_a_killed_run_is_taken_over_only_once_it_is_dead(job):
     assert _kinds(job) == ["start", "restart", "exit"]
 
 
+def _tree(pid):
+    """``pid`` and its descendants, deepest first (the order Slurm's linuxproc tracking signals them)."""
+    try:
+        children = (pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text()).split()
+    except OSError:
+        children = []
+    return [p for child in children for p in _tree(int(child))] + [pid]
+
+
+@pytest.mark.parametrize("script, then", [("sleep 300\n", ""), ("sleep 300\n", "exit 1\n")])
+def test_a_stop_that_reaches_the_job_before_the_wrapper_is_still_recorded(job, script, then):
+    """A scheduler stops a job by signalling its processes one by one, children first (Slurm's
+    linuxproc tracking): the job may end, even run on to exit 1, before this shell gets its TERM."""
+    (job / "job.sh").write_text("echo run\n" + script + then)
+    proc = _start(job)
+    until = time.time() + 10
+    while len(_tree(proc.pid)) < 3:   # the wrapper, the job's subshell, its sleep
+        assert time.time() < until, "the job's sleep did not start"
+        time.sleep(0.02)
+    for pid in _tree(proc.pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass   # it ended as its child did
+        time.sleep(0.05)   # a loaded node: the job's end reaches the wrapper first
+    assert proc.wait(timeout=10) == 143
+    start, end = read_status(str(job / "job.1.status"))
+    assert (end.exit_code, end.signal) == (143, "TERM")
+
+
 def test_the_status_file_reader_follows_the_current_run(tmp_path):
     path = tmp_path / "job.1.status"
     path.write_text("start 10.0 5 6 n1 77\nexit 143 12.0 TERM\n")

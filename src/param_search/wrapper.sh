@@ -29,7 +29,9 @@
 # handler, or a trap in a sourced script), never ending a shell or a pipe's tee by default.
 # The exit line's signal field names the last signal that arrived: TERM or INT record 143
 # or 130 (the run was stopped from outside); USR1 (a scheduler's warning before the end,
-# e.g. sbatch --signal=B:USR1@60) records the job's own exit code: the job decides.
+# e.g. sbatch --signal=B:USR1@60) records the job's own exit code: the job decides. Under a
+# scheduler, a run that ends non-zero with no signal yet waits up to a quarter second for one
+# still on its way to this shell (a scheduler may signal the job's processes before it).
 #
 # Under the local worker (no scheduler there requeues a job or warns it with USR1), a
 # sourced job.sh whose text mentions neither "trap" nor "exec" runs in this shell itself,
@@ -133,6 +135,14 @@ _ps_run() {
         _ps_code=$?
         [[ -n $_ps_trapped ]] || break
     done
+    if [[ -z $_ps_local && -z $_ps_sig && $_ps_code != 0 ]]; then
+        # A scheduler may stop a job by signalling its processes one by one, this shell last
+        # (Slurm's linuxproc tracking): the job can end, or run on to a failure, before this
+        # shell's TERM arrives. A moment for it; the trap cuts the wait short.
+        sleep 0.25 &
+        wait "$!"
+        kill "$!" 2> /dev/null
+    fi
     case $_ps_sig in
         TERM) _ps_code=143 ;;
         INT) _ps_code=130 ;;
