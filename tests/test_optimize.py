@@ -254,16 +254,21 @@ def test_a_controller_killed_mid_search_is_resumed_by_the_same_call(tmp_path, de
     assert not trials.loss.isna().any()
 
 
-#: A controller killed (-9) once trials were asked as others ended, before its round sends them.
-KILLED_BEFORE_SENDING = """
+#: A controller killed (-9) once it started trials as others ended, before its round's write
+#: names them ("handed"), or right after it asked the study for one, before its folder exists.
+KILLED_BEFORE_THE_WRITE = """
 import os, signal, sys, scipy.stats as st, param_search as ps
 optimize = sys.modules["param_search.optimize"]
-ask = optimize.Controller.ask
+ask, hand_off = optimize.Controller.ask, optimize.Controller._hand_off
 def dying_ask(self, table):
-    if self.ahead and os.environ.get("KILL_BEFORE_SENDING"):
+    if self.handed and os.environ.get("KILL") == "handed":
         os.kill(os.getpid(), signal.SIGKILL)
     return ask(self, table)
-optimize.Controller.ask = dying_ask
+def dying_hand_off(self, jobs):
+    if self.handed and os.environ.get("KILL") == "asked":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return hand_off(self, jobs)
+optimize.Controller.ask, optimize.Controller._hand_off = dying_ask, dying_hand_off
 template = '''echo ran >> ran.txt
 sleep 0.2
 echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
@@ -273,31 +278,36 @@ ps.optimize(template, 'trial_{hash}', ps.ParamSpace(x=st.uniform(0, 1)), objecti
 """
 
 
-def test_trials_asked_but_never_sent_by_a_killed_controller_are_told_failed_in_a_stored_study(tmp_path):
-    """Trials are asked as others end, before the round's write sends them: a controller
-    killed meanwhile leaves them RUNNING in a stored study, with no job. The rerun tells
-    them failed, and each job's trial once."""
+@pytest.mark.parametrize("kill", ["handed", "asked"])
+def test_trials_a_killed_controller_started_before_recording_them_are_taken_in(tmp_path, kill):
+    """Trials start as others end, before the round's write names them. After kill -9 the
+    rerun takes their folders in (each runs once, whether or not it had started) and the
+    stored study hears each one's result; a trial asked but never set up is told failed."""
     import optuna
 
     work_dir, storage = tmp_path / "w", f"sqlite:///{tmp_path / 'search.db'}"
-    argv = [sys.executable, "-c", KILLED_BEFORE_SENDING, str(work_dir), storage]
-    killed = subprocess.run(argv, stderr=subprocess.DEVNULL, env={**os.environ, "KILL_BEFORE_SENDING": "1"},
-                            timeout=300)
+    argv = [sys.executable, "-c", KILLED_BEFORE_THE_WRITE, str(work_dir), storage]
+    killed = subprocess.run(argv, stderr=subprocess.DEVNULL, env={**os.environ, "KILL": kill}, timeout=300)
     assert killed.returncode == -signal.SIGKILL
+    named = set(ps.load(work_dir).job_name)
+    unnamed = {p.name for p in work_dir.iterdir() if p.name.startswith("trial_")} - named
+    assert unnamed   # started (or set up), never in the index
     (name,) = optuna.get_all_study_names(storage)
-    unsent = [t.number for t in optuna.load_study(study_name=name, storage=storage).trials
-              if t.user_attrs.get("job_name") not in set(ps.load(work_dir).job_name)]
-    assert unsent   # asked, never sent
-    subprocess.run(argv, check=True, stderr=subprocess.DEVNULL, timeout=300)
+    asked = {t.number: t.user_attrs.get("job_name") for t in optuna.load_study(study_name=name, storage=storage).trials}
+    no_folder = {n for n, job in asked.items() if job not in named | unnamed}
+    assert bool(no_folder) == (kill == "asked")
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"taking in {len(unnamed)} trial(s)" in rerun.stderr
     trials = trials_table(work_dir)
-    assert len(trials) == 10 and set(trials.job_state) == {"COMPLETED"}
+    assert len(trials) == 10 and set(trials.job_state) == {"COMPLETED"} and unnamed <= set(trials.job_name)
     for job in trials.job_name:
         assert (work_dir / job / "ran.txt").read_text() == "ran\n"   # each trial ran once
     study = optuna.load_study(study_name=name, storage=storage)
     assert [t.number for t in study.trials if not t.state.is_finished()] == []
     assert sorted(t.user_attrs["job_name"] for t in study.trials if t.state.name == "COMPLETE") == \
         sorted(trials.job_name)
-    assert {t.state.name for t in study.trials if t.number in unsent} == {"FAIL"}
+    assert {t.state.name for t in study.trials if t.number in no_folder} == {"FAIL"} or not no_folder
 
 
 #: A controller killed (-9) after writing new trials' folders, before its index names them.
@@ -320,8 +330,8 @@ ps.optimize(template, 'trial_{trial}', ps.ParamSpace(x=st.uniform(0, 1)), object
 
 
 def test_a_controller_killed_before_its_index_names_the_new_trials_resumes(tmp_path):
-    """Their folders are on disk, their jobs never sent: the rerun gives those trial numbers
-    to new trials (other params) and writes the folders again; each trial runs once."""
+    """Their folders are on disk, their jobs sent or not: the rerun takes them in (their
+    trial numbers stay theirs); each trial runs once."""
     work_dir = tmp_path / "w"
     argv = [sys.executable, "-c", KILLED_BEFORE_THE_INDEX, str(work_dir)]
     killed = subprocess.run(argv, stderr=subprocess.DEVNULL, env={**os.environ, "KILL_BEFORE_THE_INDEX": "1"},
@@ -331,6 +341,7 @@ def test_a_controller_killed_before_its_index_names_the_new_trials_resumes(tmp_p
     assert unnamed   # folders written, never in the index
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"taking in {len(unnamed)} trial(s)" in rerun.stderr
     trials = trials_table(work_dir)
     assert sorted(trials.job_name) == sorted(f"trial_{i}" for i in range(10))
     assert set(trials.job_state) == {"COMPLETED"}
@@ -382,14 +393,14 @@ def test_a_retry_policy_stored_after_a_trial_was_told_failed_leaves_its_job_be(t
 
 
 #: Ctrl-C landing inside a stored study's sqlite call (right after a SELECT of a tell), while
-#: trials asked as others ended wait to be sent.
+#: trials started as others ended wait for the write that names them.
 INTERRUPTED_IN_THE_STUDY = """
 import os, sys, scipy.stats as st, sqlalchemy, param_search as ps
 optimize = sys.modules["param_search.optimize"]
 tell_one = optimize.Controller._tell_one
 fired = []
 def interrupted(self, name, state, error):
-    if self.ahead and not fired and os.environ.get("INTERRUPT"):
+    if self.handed and not fired and os.environ.get("INTERRUPT"):
         def boom(conn, cursor, statement, *args):
             if statement.lstrip().upper().startswith("SELECT") and not fired:
                 fired.append(1)

@@ -53,6 +53,14 @@ def test_rounds_from_the_book_are_the_tables_read_back_from_the_index(tmp_path, 
         saved = index_file.to_records(index)
         news = [dict(r, state=rng.choice([RUNNING, COMPLETED, FAILED, CANCELLED]), error=rng.choice([None, "x"]),
                      reason=None, attempt=r["attempt"] + rng.choice([0, 0, 1])) for r in rng.sample(saved, min(len(saved), rng.randint(0, 4)))]
+        started = [dict(trial(i, rng), state=rng.choice([PENDING, RUNNING, COMPLETED]))   # (hand-offs: news
+                   for i in range(len(saved), len(saved) + rng.randint(0, 3))]             # the index lacks)
+        low = 0
+        for record in started:   # among the others, in trial order (as they were handed out)
+            low = rng.randint(low, len(news))
+            news.insert(low, record)
+            low += 1
+        news += started[:1] + rng.sample(news, min(len(news), 1))   # (a record may come twice)
         looked = book.round(news, exp.work_dir)
         assert_same(looked, read_back(exp, index, news))
         assert looked.held.tolist() == [r["state"] == PENDING and (r["reason"] or "").startswith(HELD)
@@ -78,7 +86,9 @@ def test_an_index_with_other_rows_or_out_of_order_has_no_book(tmp_path):
     book = TrialBook.of(index_file.from_records(trials[1:], "/w"))
     assert book.update(None, {"trial_0": trials[0]}, {"trial_0": 2}) is None   # a trial appended out of order
     mapping = RecordMap(index_file.from_records(trials[:2], "/w"), "/w")
-    assert TrialBook.of(mapping.index).round([dict(other)], "/w") is None   # news of a job the index lacks
+    assert TrialBook.of(mapping.index).round([dict(other)], "/w") is None   # news of a job that is no trial
+    assert TrialBook.of(mapping.index).round([dict(trials[1], job_name="trial_1b")], "/w") is None   # not after the last
+    assert TrialBook.of(mapping.index).round([trials[2]], "/w").names.tolist() == ["trial_0", "trial_1", "trial_2"]
 
 
 def test_a_trial_pruned_in_the_index_stays_pruned_whatever_the_runner_saw(tmp_path):

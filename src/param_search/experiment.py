@@ -337,21 +337,30 @@ class Experiment:
         lists but that has not started is SUBMITTING: the next refresh asks its queue whether
         it holds it (and it is sent again if the queue never got it).
         """
-        records = {}
-        for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
-            if entry.is_dir() and not entry.name.startswith(".") and _is_complete(entry.path):
-                try:
-                    records[entry.name] = self.record_from_dir(entry.name)
-                except (ExperimentError, KeyError, TypeError, ValueError, OSError) as exc:
-                    warnings.warn(
-                        f"{entry.path!r} is left out of the rebuilt index: it is no intact job folder "
-                        f"({type(exc).__name__}: {exc}); restore its params.json and job.sh, or move it "
-                        "out of the work_dir", stacklevel=2)
+        records = self.folder_records(set(), "the rebuilt index")
         for (job_name, attempt), (batch, sent) in sorted(self._batch_members().items()):
             record = records.get(job_name)
             if record is not None and attempt >= record["attempt"]:
                 queue = (self.batch_settings(batch) or {}).get("queue")
                 apply(record, Recovered(attempt, queue, batch, sent, started=attempt == record["attempt"]))
+        return records
+
+    def folder_records(self, known: "set[str]", left_out_of: str) -> dict[str, Record]:
+        """Records of the complete job folders not named in ``known``, from their files alone
+        (:meth:`record_from_dir`); a folder that is no intact job is left out of
+        ``left_out_of`` with a warning that names it and the fix."""
+        records = {}
+        for entry in sorted(os.scandir(self.work_dir), key=lambda e: e.name):
+            if entry.name in known or entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if _is_complete(entry.path):
+                try:
+                    records[entry.name] = self.record_from_dir(entry.name)
+                except (ExperimentError, KeyError, TypeError, ValueError, OSError) as exc:
+                    warnings.warn(
+                        f"{entry.path!r} is left out of {left_out_of}: it is no intact job folder "
+                        f"({type(exc).__name__}: {exc}); restore its params.json and job.sh, or move it "
+                        "out of the work_dir", stacklevel=3)
         return records
 
     def save_members(self, batch: str, records: list[Record]) -> None:

@@ -34,13 +34,13 @@ import pandas as pd
 
 from . import api, loop
 from .attempts import finalize
-from .dispatch import apply_policy, retry_policy, send, to_retry, will_retry
+from .dispatch import apply_policy, new_batch, retry_policy, send, to_retry, will_retry
 from .errors import ExperimentError, MetricsError, OptionError, ParamSpaceError, QueueError, TemplateError
 from .experiment import Experiment, merge
 from .record_map import RecordMap
 from .files import atomic_write
 from .lockfile import held
-from .lifecycle import Pruned, apply
+from .lifecycle import Handed, Pruned, apply
 from .proc import start_detached
 from .progress import quiet_auto_import
 from .metrics import DEFAULT_PATTERN, job_rows
@@ -49,7 +49,7 @@ from .queues.registry import DEFAULT, make_queue, queue_for
 from .record import new_record
 from .render import RenderedJob, Template, render_jobs
 from .search_space import SearchSpace, search_space
-from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING
+from .states import COMPLETED, FINAL_STATES, NEW, PENDING, PRUNED, RUNNING, UNKNOWN
 from .table import JOB_COLUMNS, frame, record_fields
 from .trial_book import ROUND_COLUMNS, Looked, TrialBook
 from .trials import SETTINGS, TRIAL, trial_rows, trials_table, with_metrics
@@ -66,6 +66,9 @@ DIRECTIONS = ("minimize", "maximize")
 POLICY_COLUMNS = ("attempt", "exit_code", "history")
 #: Completed trials read before an objective that none of them wrote is called an error.
 FIRST_TRIALS = 3
+#: Seconds between a round's writes of the index, at least, while this process runs the
+#: trials' jobs and starts each one's successor as it ends (see Controller._hand_off).
+ROUND_EVERY = 0.2
 
 
 @dataclass
@@ -344,8 +347,8 @@ class Controller:
         self.shown: set[int] = set()   # ids of the stepper's news in the last table, not yet written
         self.policy: dict[str, Any] = {}   # the experiment's stored policy, as read this round
         self.setups: ThreadPoolExecutor | None = None   # writes new trials' folders (see _set_up)
-        self.ahead: list[RenderedJob] = []   # trials asked while others ran, not sent yet (see _on_end)
-        self.written: set[str] = set()   # those of them whose folders are written
+        self.handed: list = []   # trials started as others ended, since the last write (see _hand_off)
+        self.hand_batch: str | None = None   # the batch they went out in
         self.top_trial = -1     # the highest trial number given so far
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
@@ -381,25 +384,17 @@ class Controller:
         return {"poll_interval": poll_interval, "max_interval": max_interval}
 
     def close(self) -> None:
+        """Stop: the trials started since the last write go into the index (running jobs go
+        on; the next start follows them)."""
         try:
             if self.setups is not None:
                 self.setups.shutdown()
+            self._save_handed()
             if self.stepper is not None:
-                self.stepper.close()
+                self.stepper.close()   # (writes its news: the handed trials among them)
+        finally:
             if self.bar is not None:
                 self.bar.close()
-        finally:
-            ahead, self.ahead = self.ahead, []
-            for job in ahead:   # their folders, written for nothing: as if never asked
-                if job.job_name in self.written:
-                    shutil.rmtree(self.exp.job_dir(job.job_name), ignore_errors=True)
-            try:
-                for job in ahead:   # asked, never sent: the study (if stored) must not wait for them
-                    self.study.tell(self.pending.pop(job.job_name), state=_trial_state("FAIL"))
-            except Exception as exc:   # e.g. a stored study left locked by a call Ctrl-C cut short:
-                # not to hide why the search stopped; the next start tells them (see _rebuild)
-                print(f"param_search: {len(ahead)} trial(s) asked and never sent stay RUNNING in the "
-                      f"study until the search starts again ({type(exc).__name__}: {exc})", file=sys.stderr)
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> pd.DataFrame:
@@ -408,15 +403,16 @@ class Controller:
 
         Where this process runs the jobs, the trials sent last round start first; it waits
         for one to end (up to ``patience``), reads the table while the others run, then
-        waits, for as long as its last round of work took, for others that end meanwhile.
-        Trials are told and replaced as they end (see :meth:`_on_end`), so that little of
-        that work is left once the last one ends. Ends after the table was read are not in
-        it: :meth:`tell` and :meth:`ask` take them from the stepper's news, which go into
-        the index with the next trials asked for."""
+        waits, for as long as its last round of work took (at least ``ROUND_EVERY``), for
+        others that end meanwhile. Trials are told and replaced as they end (see
+        :meth:`_on_end`): the round's work is writing the index. Ends after the table was
+        read are not in it: :meth:`tell` and :meth:`ask` take them from the stepper's news,
+        which :meth:`ask` writes."""
         self.policy = self.exp.policy()   # what the stored policy asks, read once a round
         if self.stepper is None:
             table = self._seen(trial_rows(refreshed(self.exp)))
         elif not self.rebuilt:   # claim and start what waits for a runner; no waiting yet
+            self._adopt()
             self.stepper(0.0, None, write=False)
             table = self._trial_table()
         else:
@@ -427,8 +423,8 @@ class Controller:
             if self._early() and self.pending and self.stepper.busy():   # the table is read while the others run
                 ended = self.stepper(patience, self.waiting, write=False, on_end=self._on_end)
                 table = self._trial_table()
-                if ended:
-                    self.stepper.gather(last_round, on_end=self._on_end)
+                if ended:   # (successors start as trials end: the write can wait a little)
+                    self.stepper.gather(self._before_deadline(max(last_round, ROUND_EVERY)), on_end=self._on_end)
             else:
                 table = self._trial_table()
                 if len(table) >= self.search.n_trials and self._look(table).final.all():
@@ -453,21 +449,72 @@ class Controller:
         return self.search.pruner is None and not self.policy
 
     def _on_end(self, records: list) -> None:
-        """Tell the trials whose jobs just ended, ask for their successors and write their
-        folders (sent by the round's :meth:`ask`), while the other trials' jobs still run."""
+        """Tell each trial whose job just ended and start its successor at once, while the
+        other trials' jobs still run (see :meth:`_hand_off`)."""
         ended = sorted((r for r in records if r["state"] in FINAL_STATES and r["job_name"] in self.pending),
                        key=lambda r: r["params"][TRIAL])
         for record in ended:
             self._tell_one(record["job_name"], record["state"], record["error"])
-        room = min(len(ended), self.search.n_trials - len(self.identity))   # (every trial made, sent or not)
-        if room > 0:
-            jobs = self._new_trials(room)
-            self.ahead += jobs
-            for job in jobs:   # here, while the others run, not in the round's ask, which the
-                # workers wait for (by this thread: the set-up threads would take the interpreter
-                # from this work meanwhile)
+            if len(self.identity) < self.search.n_trials:   # (every trial made, sent or not)
+                self._hand_off(self._new_trials(1))
+
+    def _hand_off(self, jobs: list[RenderedJob]) -> None:
+        """Write the folders of trials just asked and start their jobs on this process's
+        workers before any index names them: a worker never waits for the round's write,
+        which records them later (with its batch's member list). A controller killed before
+        that write leaves complete folders the index does not name: the next start takes
+        them in (:meth:`_adopt`)."""
+        if self.hand_batch is None:
+            self.hand_batch = new_batch(self.exp)
+            self.exp.install_wrapper()
+            self.exp.save_batch(self.hand_batch, self.queue.name, self.queue.settings, None)
+        now, records = time.time(), []
+        try:
+            for job in jobs:
                 self.exp.setup_job(job)
-                self.written.add(job.job_name)
+                records.append(new_record(job))
+                apply(records[-1], Handed(self.queue.name, self.hand_batch, now))
+        except BaseException:   # (Ctrl-C, a full disk) no folder that no index will name
+            for record in records:
+                shutil.rmtree(self.exp.job_dir(record["job_name"]), ignore_errors=True)
+            raise
+        self.queue.submit(self.exp, records)
+        self.stepper.hand(records)
+        self.handed += records
+
+    def _save_handed(self) -> None:
+        """List the trials started since the last write as their batch's members (see
+        :meth:`Experiment.save_members`); the index is written next."""
+        if self.handed:
+            self.exp.save_members(self.hand_batch, self.handed)
+            self.handed, self.hand_batch = [], None
+
+    def _adopt(self) -> None:
+        """Take in the trials a controller killed before its round's write had set up or
+        started (:meth:`_hand_off`): complete trial folders that the index does not name.
+        Those that started are followed from their files; the others are sent again, and if
+        a worker of that controller starts one as well, the claim in its status file lets
+        only one of them run."""
+        if self.stepper is None:   # (hand-offs go to this machine's workers only)
+            return
+        known = set(self.exp.load_index().column("job_name").to_pylist())
+        found = [r for r in self.exp.folder_records(known, "the search").values() if type(r["params"].get(TRIAL)) is int]
+        if not found:
+            return
+        batch, now = new_batch(self.exp), time.time()
+        self.exp.install_wrapper()
+        self.exp.save_batch(batch, self.queue.name, self.queue.settings, None)
+        with self.exp.transaction() as records:
+            for record in sorted(found, key=lambda r: r["params"][TRIAL]):
+                if record["state"] == UNKNOWN:   # it started: its files tell the rest
+                    record.update(queue=self.queue.name, batch=batch)
+                else:
+                    apply(record, Handed(self.queue.name, batch, now))
+                    self.queue.submit(self.exp, [record])
+                records[record["job_name"]] = record
+            self.exp.save_members(batch, found)
+        print(f"param_search: taking in {len(found)} trial(s) that a stopped search had set up or started "
+              f"but not yet recorded", file=sys.stderr)
 
     def _trial_table(self) -> pd.DataFrame:
         table = self._status_with_news()
@@ -706,13 +753,14 @@ class Controller:
         look = self._look(table)
         unsent = look.names[look.states == NEW].tolist()
         ended = self._ended_news()   # since the table was read
-        active = sum(1 for name in look.names[~look.final] if name not in ended)
-        n_new = max(min(self.search.max_running - active, self.search.n_trials - len(table)), 0)
-        if n_new <= 0 and not unsent:
+        late = [r for r in self.handed if look.row(r["job_name"]) is None]   # started after the table was read
+        active = sum(1 for name in look.names[~look.final] if name not in ended) + \
+            sum(1 for r in late if r["job_name"] not in ended)
+        n_new = max(min(self.search.max_running - active, self.search.n_trials - len(table) - len(late)), 0)
+        news = [] if self.stepper is None else self.stepper.news()   # (trials started as others ended too)
+        if n_new <= 0 and not unsent and not news:
             return False
-        jobs, self.ahead = self.ahead[:n_new], self.ahead[n_new:]   # asked as others ended
-        jobs += self._new_trials(n_new - len(jobs))
-        news = [] if self.stepper is None else self.stepper.news()
+        jobs = self._new_trials(n_new)
         try:
             with self.exp.transaction() as records:
                 base = records.index   # (what the book, if any, is of)
@@ -721,13 +769,13 @@ class Controller:
                     raise ExperimentError(
                         f"a new trial's job name {taken[0]!r} is already in the index of {self.exp.work_dir!r}; "
                         "this is a bug in param_search: please report it")
-                folders = self._set_up([job for job in jobs if job.job_name not in self.written])
-                merge(records, news)   # the jobs that ended, in this same write
+                folders = self._set_up(jobs)
+                merge(records, news)   # the jobs that ended or started, in this same write
+                self._save_handed()
                 try:
                     for folder in folders:
                         folder.result()   # written before the index names the job
                     for job in jobs:
-                        self.written.discard(job.job_name)
                         records[job.job_name] = new_record(job)
                 except BaseException:   # (no more folders the index will not name)
                     for folder in folders:
@@ -745,7 +793,7 @@ class Controller:
         if news:
             self.stepper.written(news)
             self.shown = set()
-        return True
+        return bool(jobs or unsent)   # (a write of news alone changes no decision)
 
     def _note_write(self, base: "pa.Table", records: RecordMap) -> None:
         """Keep the book of the index in step with a write of ``records`` over ``base``."""
@@ -771,8 +819,9 @@ class Controller:
 
     def _set_up(self, jobs: list) -> list["Future"]:
         """Write the new trials' folders in two threads, while this one records them: their
-        work is mostly the kernel's, and no job runs meanwhile to use the other core. (Those
-        of trials asked as others ended are written already, see :meth:`_on_end`.)"""
+        work is mostly the kernel's, and no job runs meanwhile to use the other core."""
+        if not jobs:
+            return []
         if self.setups is None:
             self.setups = ThreadPoolExecutor(2, thread_name_prefix="param_search-setup")
         return [self.setups.submit(self.exp.setup_job, job) for job in jobs]

@@ -116,21 +116,33 @@ class TrialBook:
     def round(self, news: list[Record], work_dir: str) -> "Looked | None":
         """The round's table (as ``frame`` gives its ``ROUND_COLUMNS``) of the index with the
         runner's ``news`` merged in, as ``Experiment.merge`` would: a trial pruned meanwhile
-        stays PRUNED. None if the news name a job the index does not hold."""
+        stays PRUNED; trials the index does not hold yet (started as others ended) come last,
+        in trial order. None if one of those would not: a job that is not such a trial."""
+        trials, rows = self.columns[TRIAL], self.rows
         columns = {name: values.copy() for name, values in self.columns.items() if name != TRIAL}
-        for record in news:
-            row = self.rows.get(record["job_name"])
-            if row is None:
+        new = {r["job_name"]: r for r in news if r["job_name"] not in rows}
+        if new:
+            numbers = sorted((r["params"].get(TRIAL), name) for name, r in new.items()
+                             if type(r["params"].get(TRIAL)) is int)
+            if len(numbers) < len(new) or (len(trials) and numbers[0][0] <= trials[-1]):
                 return None
+            added = [{"job_name": name, **_round_values(new[name])} for _, name in numbers]
+            rows = {**rows, **{name: len(trials) + i for i, (_, name) in enumerate(numbers)}}
+            trials = np.concatenate([trials, np.array([n for n, _ in numbers], dtype=trials.dtype)])
+            columns = {name: np.concatenate([values, np.array([r[name] for r in added], dtype=values.dtype)])
+                       for name, values in columns.items()}
+        else:
+            trials = trials.copy()
+        for record in news:
+            row = rows[record["job_name"]]
             if columns["job_state"][row] == PRUNED and columns["attempt"][row] == record["attempt"]:
                 continue
             for column, value in _round_values(record).items():
                 columns[column][row] = value
-        trials = self.columns[TRIAL].copy()
         table = dataframe_of({TRIAL: trials, **{name: columns[name] for name in ROUND_COLUMNS[1:]}}, len(trials))
         table.attrs["work_dir"] = work_dir
         return Looked(table, columns["job_name"], columns["job_state"], columns["final"], columns["error"],
-                      columns["held"], rows=self.rows, top=int(trials[-1]) if len(trials) else None)
+                      columns["held"], rows=rows, top=int(trials[-1]) if len(trials) else None)
 
 
 def _round_values(record: Record) -> dict:

@@ -604,6 +604,14 @@ class LocalStepper:
                 self.waiting.insert(0, record)
                 self.mine.add(record["job_name"])
 
+    def hand(self, records: list["Record"]) -> None:
+        """Start ``records``, just handed to this queue and named in no index yet (a search's
+        successors of trials that just ended): they are news from now on (see :meth:`news`),
+        written with the caller's next write of the index, or by :meth:`close`."""
+        self.take(records)
+        self.runner.dirty += records
+        self.runner._dispatch(self.waiting)
+
     def close(self) -> None:
         """Stop starting jobs: those not started go back to the queue; running ones go on."""
         if self.lock is None:
