@@ -4,7 +4,8 @@ ordinary job of the experiment, and tells Optuna what each job's metrics file sa
 It is the one loop (:mod:`param_search.loop`) with its own steps: tell the trials whose
 jobs ended, prune running ones (their metrics rows so far are intermediate values), ask for
 new trials up to ``max_running`` and send them. No barrier between batches: a trial that
-ends is told and replaced at the next refresh.
+ends is told and replaced at the next refresh, or, where this process runs the jobs, the
+moment it ends.
 
 Nothing lives only in this process. Each trial is a job whose ``params.json`` holds its
 values and its number (the ``trial`` parameter, so two trials never share a job); the
