@@ -323,3 +323,32 @@ def test_a_stepper_waits_for_a_job_to_end_not_to_start(tmp_path):
     finally:
         stepper.close()
         ps.cancel(str(tmp_path / "w"))
+
+
+def test_a_stepper_gathers_ends_until_none_came_for_a_quiet_while(tmp_path):
+    """A search writes its index once the jobs stop ending for a moment, not after the
+    whole gathering time: a trial started meanwhile is named soon."""
+    from param_search.dispatch import send
+    from param_search.experiment import Experiment
+    from param_search.queues.local import LocalQueue
+    from param_search.record import new_record
+    from param_search.render import render_jobs
+
+    exp = Experiment.create(str(tmp_path / "w"))
+    queue = LocalQueue(workers=3)
+    stepper = queue.stepper(exp)
+    try:
+        with exp.transaction() as records:
+            rendered = render_jobs("sleep {t}\n", "job_{t}", [{"t": 0.2}, {"t": 0.6}, {"t": 30}], exp.work_dir)
+            for job in rendered:
+                exp.setup_job(job)
+                records[job.job_name] = new_record(job)
+            send(exp, queue, records, [records[j.job_name] for j in rendered], then=stepper.take)
+        assert stepper(wait=10.0, write=False) is True   # job_0.2 ended
+        started = time.monotonic()
+        gathered = stepper.gather(20.0, quiet=1.0)
+        assert [r["job_name"] for r in gathered] == ["job_0.6"]   # within the quiet while of the last end
+        assert 0.9 < time.monotonic() - started < 8   # then a quiet second: not the 20 s
+    finally:
+        stepper.close()
+        ps.cancel(str(tmp_path / "w"))

@@ -437,6 +437,48 @@ def test_ctrl_c_inside_a_stored_study_call_stops_the_search_as_ctrl_c(tmp_path):
     assert not [t.number for t in study.trials if not t.state.is_finished()]
 
 
+#: Ctrl-C landing in the middle of writing a successor's folder (job.sh written, params.json not).
+INTERRUPTED_IN_A_HAND_OFF = """
+import os, sys, threading, scipy.stats as st, param_search as ps
+from param_search.experiment import Experiment
+setup_job, calls = Experiment.setup_job, []
+def interrupted(self, job):
+    if threading.current_thread() is threading.main_thread():   # (a hand-off's, not the first round's)
+        calls.append(job.job_name)
+        if len(calls) == 3:
+            os.makedirs(self.job_dir(job.job_name))
+            open(os.path.join(self.job_dir(job.job_name), "job.sh"), "w").write(job.script)
+            raise KeyboardInterrupt
+    return setup_job(self, job)
+if os.environ.get("INTERRUPT"):
+    Experiment.setup_job = interrupted
+template = 'echo ran >> ran.txt\\nsleep 0.2\\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\\n'
+ps.optimize(template, 'trial_{hash}', ps.ParamSpace(x=st.uniform(0, 1)), objective='loss', n_trials=12,
+            max_running=3, seed=3, work_dir=sys.argv[1], poll_interval=0.05, progress=False, storage=sys.argv[2])
+"""
+
+
+def test_ctrl_c_while_a_successor_is_set_up_leaves_no_folder_and_tells_its_trial_failed(tmp_path):
+    import optuna
+
+    work_dir, storage = tmp_path / "w", f"sqlite:///{tmp_path / 'search.db'}"
+    argv = [sys.executable, "-c", INTERRUPTED_IN_A_HAND_OFF, str(work_dir), storage]
+    stopped = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "INTERRUPT": "1"}, timeout=300)
+    assert stopped.returncode == -signal.SIGINT, stopped.stderr[-2000:]
+    folders = {p.name for p in work_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert folders and folders == set(ps.load(work_dir).job_name)   # the half-written one went
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    unsent = [t for t in study.trials if t.user_attrs.get("job_name") not in folders]
+    assert len(unsent) == 1 and unsent[0].state.name == "FAIL"   # told at once, not left RUNNING
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    trials = trials_table(work_dir)
+    assert len(trials) == 12 and set(trials.job_state) == {"COMPLETED"}
+    for job in trials.job_name:
+        assert (work_dir / job / "ran.txt").read_text() == "ran\n"   # each trial ran once
+
+
 def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path):
     """Another process's write of the index (here a resubmit of a failed trial) is seen by
     the next round, though rounds read the index this process wrote last."""

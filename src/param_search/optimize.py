@@ -67,9 +67,12 @@ DIRECTIONS = ("minimize", "maximize")
 POLICY_COLUMNS = ("attempt", "exit_code", "history")
 #: Completed trials read before an objective that none of them wrote is called an error.
 FIRST_TRIALS = 3
-#: Seconds between a round's writes of the index, at least, while this process runs the
-#: trials' jobs and starts each one's successor as it ends (see Controller._hand_off).
+#: While this process runs the trials' jobs and starts each one's successor as it ends (see
+#: Controller._hand_off), the round writes the index once no job ended for QUIET seconds, or
+#: ROUND_EVERY seconds after the first end: jobs ending in a stream are written together,
+#: and a trial is named in the index soon after it started.
 ROUND_EVERY = 0.2
+QUIET = 0.05
 
 
 @dataclass
@@ -350,6 +353,9 @@ class Controller:
         self.setups: ThreadPoolExecutor | None = None   # writes new trials' folders (see _set_up)
         self.handed: list = []   # trials started as others ended, since the last write (see _hand_off)
         self.hand_batch: str | None = None   # the batch they went out in
+        self.unsent: list[str] = []   # trials asked whose hand-off failed (told failed at close)
+        self.others_active = 0   # trials in a queue at the last read that the study was told of
+        # (sent again from another process): they count against max_running too
         self.top_trial = -1     # the highest trial number given so far
         self.objective_seen = False   # some completed trial wrote the objective (see _check_objective)
         self.all_ours = False   # every trial in a queue was this process's to run, at the last read
@@ -396,6 +402,19 @@ class Controller:
         finally:
             if self.bar is not None:
                 self.bar.close()
+            self._fail_unsent()
+
+    def _fail_unsent(self) -> None:
+        """Tell the trials asked and never started failed: a stored study must not wait for
+        them (if it cannot be told now, the next start does it, see :meth:`_rebuild`)."""
+        unsent, self.unsent = [n for n in self.unsent if n in self.pending], []
+        try:
+            for name in unsent:
+                self.study.tell(self.pending.pop(name), state=_trial_state("FAIL"))
+        except Exception as exc:   # e.g. a stored study left locked by a call Ctrl-C cut short:
+            # not to hide why the search stopped
+            print(f"param_search: {len(unsent)} trial(s) asked and never started stay RUNNING in the "
+                  f"study until the search starts again ({type(exc).__name__}: {exc})", file=sys.stderr)
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> pd.DataFrame:
@@ -425,7 +444,8 @@ class Controller:
                 ended = self.stepper(patience, self.waiting, write=False, on_end=self._on_end)
                 table = self._trial_table()
                 if ended:   # (successors start as trials end: the write can wait a little)
-                    self.stepper.gather(self._before_deadline(max(last_round, ROUND_EVERY)), on_end=self._on_end)
+                    self.stepper.gather(self._before_deadline(max(last_round, ROUND_EVERY)), on_end=self._on_end,
+                                        quiet=QUIET)
             else:
                 table = self._trial_table()
                 if len(table) >= self.search.n_trials and self._look(table).final.all():
@@ -456,8 +476,9 @@ class Controller:
                        key=lambda r: r["params"][TRIAL])
         for record in ended:
             self._tell_one(record["job_name"], record["state"], record["error"])
-            if len(self.identity) < self.search.n_trials:   # (every trial made, sent or not)
-                self._hand_off(self._new_trials(1))
+            if len(self.identity) < self.search.n_trials and \
+                    len(self.pending) + self.others_active < self.search.max_running:   # (every trial
+                self._hand_off(self._new_trials(1))   # made, sent or not; each asked, not told: in flight)
 
     def _hand_off(self, jobs: list[RenderedJob]) -> None:
         """Write the folders of trials just asked and start their jobs on this process's
@@ -469,18 +490,23 @@ class Controller:
             self.hand_batch = new_batch(self.exp)
             self.exp.install_wrapper()
             self.exp.save_batch(self.hand_batch, self.queue.name, self.queue.settings, None)
-        now, records = time.time(), []
+        now, records, made = time.time(), [], 0
         try:
             for job in jobs:
-                self.exp.setup_job(job)
                 records.append(new_record(job))
                 apply(records[-1], Handed(self.queue.name, self.hand_batch, now))
-        except BaseException:   # (Ctrl-C, a full disk) no folder that no index will name
-            for record in records:
-                shutil.rmtree(self.exp.job_dir(record["job_name"]), ignore_errors=True)
+                self.exp.setup_job(job)   # (its own refusal leaves a folder of that name be)
+                made += 1
+            self.queue.submit(self.exp, records)
+            self.stepper.hand(records)   # (its news first: from then on, close() writes them)
+        except BaseException as exc:   # Ctrl-C, a full disk: no folder that no index will name
+            news = {id(r) for r in self.stepper.news()}
+            if not any(id(r) in news for r in records):
+                ours = records if isinstance(exc, (KeyboardInterrupt, OSError)) else records[:made]
+                for record in ours:
+                    shutil.rmtree(self.exp.job_dir(record["job_name"]), ignore_errors=True)
+                self.unsent += [job.job_name for job in jobs]
             raise
-        self.queue.submit(self.exp, records)
-        self.stepper.hand(records)
         self.handed += records
 
     def _save_handed(self) -> None:
@@ -527,6 +553,7 @@ class Controller:
             look = self._look(table)
         pending = look.states == PENDING
         self.waiting = look.names[pending].tolist() if pending.any() else []
+        self.others_active = sum(1 for name in look.names[~look.final] if name not in self.pending)
         return table
 
     def _look(self, table: pd.DataFrame) -> "Looked":

@@ -535,14 +535,21 @@ class LocalStepper:
         """Whether a job of this stepper's runs (or waits for a worker that is running one)."""
         return bool(self.runner._busy() or self.runner.orphans)
 
-    def gather(self, seconds: float, on_end: "Callable[[list[Record]], None] | None" = None) -> list["Record"]:
+    def gather(self, seconds: float, on_end: "Callable[[list[Record]], None] | None" = None,
+               quiet: float | None = None) -> list["Record"]:
         """After a first end: wait up to ``seconds`` more for the jobs that end meanwhile (one
-        round of the caller's work for all of them); return them. ``on_end``: as for a call."""
+        round of the caller's work for all of them), or until none ended for ``quiet``
+        seconds; return them. ``on_end``: as for a call."""
         ended: list["Record"] = []
-        until = time.monotonic() + seconds
+        until = calm = time.monotonic() + seconds
+        if quiet is not None:   # (measured from the last end: a job's start wakes the wait too)
+            calm = time.monotonic() + quiet
         try:
-            while self.busy() and time.monotonic() < until:
-                ended += self._ended(until - time.monotonic(), on_end)
+            while self.busy() and time.monotonic() < min(until, calm):
+                now = self._ended(min(until, calm) - time.monotonic(), on_end)
+                if now and quiet is not None:
+                    calm = time.monotonic() + quiet
+                ended += now
         finally:
             self._take_back()
         return ended
@@ -608,8 +615,8 @@ class LocalStepper:
         """Start ``records``, just handed to this queue and named in no index yet (a search's
         successors of trials that just ended): they are news from now on (see :meth:`news`),
         written with the caller's next write of the index, or by :meth:`close`."""
+        self.runner.dirty += records   # (first: whatever stops this call, close() writes them)
         self.take(records)
-        self.runner.dirty += records
         self.runner._dispatch(self.waiting)
 
     def close(self) -> None:
