@@ -455,6 +455,7 @@ class Controller:
         if not self.rebuilt:
             self._rebuild(table)
             self.rebuilt = True
+            self._count_others(self._look(table))   # (now that the study's trials are known)
         return table
 
     def _before_deadline(self, seconds: float) -> float:
@@ -476,9 +477,10 @@ class Controller:
                        key=lambda r: r["params"][TRIAL])
         for record in ended:
             self._tell_one(record["job_name"], record["state"], record["error"])
-            if len(self.identity) < self.search.n_trials and \
-                    len(self.pending) + self.others_active < self.search.max_running:   # (every trial
-                self._hand_off(self._new_trials(1))   # made, sent or not; each asked, not told: in flight)
+            made = len(self.identity)   # every trial made, sent or not
+            in_flight = len(self.pending) + self.others_active   # asked and not told, or sent again
+            if made < self.search.n_trials and in_flight < self.search.max_running:
+                self._hand_off(self._new_trials(1))
 
     def _hand_off(self, jobs: list[RenderedJob]) -> None:
         """Write the folders of trials just asked and start their jobs on this process's
@@ -525,7 +527,8 @@ class Controller:
         if self.stepper is None:   # (hand-offs go to this machine's workers only)
             return
         known = set(self.exp.load_index().column("job_name").to_pylist())
-        found = [r for r in self.exp.folder_records(known, "the search").values() if type(r["params"].get(TRIAL)) is int]
+        found = [r for r in self.exp.folder_records(known, "the search").values()
+                 if type(r["params"].get(TRIAL)) is int]
         if not found:
             return
         batch, now = new_batch(self.exp), time.time()
@@ -553,8 +556,13 @@ class Controller:
             look = self._look(table)
         pending = look.states == PENDING
         self.waiting = look.names[pending].tolist() if pending.any() else []
-        self.others_active = sum(1 for name in look.names[~look.final] if name not in self.pending)
+        self._count_others(look)
         return table
+
+    def _count_others(self, look: "Looked") -> None:
+        """Note the trials in a queue that the study was told of already (another process
+        sent them again): they count against ``max_running`` too."""
+        self.others_active = sum(1 for name in look.names[~look.final] if name not in self.pending)
 
     def _look(self, table: pd.DataFrame) -> "Looked":
         if self.looked is None or self.looked.table is not table:
@@ -777,7 +785,8 @@ class Controller:
     # -- ask ----------------------------------------------------------------------------
     def ask(self, table: pd.DataFrame) -> bool:
         """Send new trials up to ``max_running`` (and trials set up but never sent), never more
-        than ``n_trials`` in all."""
+        than ``n_trials`` in all, in the write that also records the stepper's news (the jobs
+        that ended, and the trials started as others ended)."""
         look = self._look(table)
         unsent = look.names[look.states == NEW].tolist()
         ended = self._ended_news()   # since the table was read

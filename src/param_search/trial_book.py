@@ -117,7 +117,7 @@ class TrialBook:
         """The round's table (as ``frame`` gives its ``ROUND_COLUMNS``) of the index with the
         runner's ``news`` merged in, as ``Experiment.merge`` would: a trial pruned meanwhile
         stays PRUNED; trials the index does not hold yet (started as others ended) come last,
-        in trial order. None if one of those would not: a job that is not such a trial."""
+        in trial order. None if one of them is no trial numbered after the index's last."""
         trials, rows = self.columns[TRIAL], self.rows
         columns = {name: values.copy() for name, values in self.columns.items() if name != TRIAL}
         new = {r["job_name"]: r for r in news if r["job_name"] not in rows}
