@@ -484,6 +484,9 @@ def test_a_trial_sent_again_from_another_process_mid_search_runs_again(tmp_path)
     the next round, though rounds read the index this process wrote last."""
     template = """sleep 0.4
 if [ {trial} = 1 ] && [ ! -e failed_once ]; then touch failed_once; exit 3; fi
+if [ {trial} -ge 4 ]; then   # the search outlasts the resubmission, however slow that process is
+    for i in $(seq 300); do [ -e ../../resubmitted ] && break; sleep 0.1; done
+fi
 echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics
 """
     work_dir = tmp_path / "w"
@@ -495,6 +498,7 @@ for _ in range(600):
         ps.resubmit(table[table.trial == 1])
         break
     time.sleep(0.05)
+open({str(tmp_path / "resubmitted")!r}, "w").close()
 """
     proc = subprocess.Popen([sys.executable, "-c", resubmitter])
     trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=8, max_running=2)
@@ -507,7 +511,10 @@ for _ in range(600):
 def test_a_trial_cancelled_from_another_process_mid_search_is_seen_and_told_failed(tmp_path):
     """The controller makes its rounds' tables from the index it wrote last; another
     process's write (here a cancel) is seen at the next round."""
-    template = "sleep 1.5\necho loss > {job_name}.metrics; echo {x} >> {job_name}.metrics\n"
+    template = """sleep 1.5
+for i in $(seq 300); do [ -e ../../cancelled ] && break; sleep 0.1; done   # (the search outlasts the
+echo loss > {job_name}.metrics; echo {x} >> {job_name}.metrics             # cancel, however slow)
+"""
     work_dir = tmp_path / "w"
     canceller = f"""
 import time, param_search as ps
@@ -522,6 +529,7 @@ for _ in range(400):
         print(name)
         break
     time.sleep(0.05)
+open({str(tmp_path / "cancelled")!r}, "w").close()
 """
     proc = subprocess.Popen([sys.executable, "-c", canceller], stdout=subprocess.PIPE, text=True)
     trials = run(template, ps.ParamSpace(x=st.uniform(0, 1)), work_dir, n_trials=6, max_running=3)
