@@ -489,9 +489,7 @@ class Controller:
         that write leaves complete folders the index does not name: the next start takes
         them in (:meth:`_adopt`)."""
         if self.hand_batch is None:
-            self.hand_batch = new_batch(self.exp)
-            self.exp.install_wrapper()
-            self.exp.save_batch(self.hand_batch, self.queue.name, self.queue.settings, None)
+            self.hand_batch = self._local_batch()
         now, records, made = time.time(), [], 0
         try:
             for job in jobs:
@@ -510,6 +508,14 @@ class Controller:
                 self.unsent += [job.job_name for job in jobs]
             raise
         self.handed += records
+
+    def _local_batch(self) -> str:
+        """A new batch of this process's queue, its settings stored (as ``send`` stores them),
+        for trials started without ``send``."""
+        batch = new_batch(self.exp)
+        self.exp.install_wrapper()
+        self.exp.save_batch(batch, self.queue.name, self.queue.settings, None)
+        return batch
 
     def _save_handed(self) -> None:
         """List the trials started since the last write as their batch's members (see
@@ -531,9 +537,7 @@ class Controller:
                  if type(r["params"].get(TRIAL)) is int]
         if not found:
             return
-        batch, now = new_batch(self.exp), time.time()
-        self.exp.install_wrapper()
-        self.exp.save_batch(batch, self.queue.name, self.queue.settings, None)
+        batch, now = self._local_batch(), time.time()
         with self.exp.transaction() as records:
             for record in sorted(found, key=lambda r: r["params"][TRIAL]):
                 if record["state"] == UNKNOWN:   # it started: its files tell the rest
